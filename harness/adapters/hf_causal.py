@@ -1,0 +1,178 @@
+"""``hf-causal``: a transformers causal LM from a local directory.
+
+Generation is batched with left padding over length-sorted prompts; log-likelihoods follow
+lm-eval's rules exactly (trailing context spaces move to the continuation, the whole string is
+encoded then split) so a suite scores the same here and in lm-eval. torch and transformers are
+imported inside the functions, never at start-up.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from harness.adapters.base import (
+    Generation,
+    GenerationSettings,
+    Loglikelihood,
+    ModelConfig,
+    ProgressFn,
+    StrictOptions,
+    register_adapter,
+)
+from harness.adapters.hf_loading import check_weights, hf_fingerprint, load_pretrained, set_threads
+
+
+class HFCausalOptions(StrictOptions):
+    batch_size: int = 16
+    threads: int | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    max_length: int | None = None
+    allow_unsafe_weights: bool = False
+    trust_remote_code: bool = False
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut the text at the first stop sequence, as every OpenAI-style API does."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+class HFCausalModel:
+    def __init__(self, cfg: ModelConfig) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        opts: HFCausalOptions = cfg.options
+        set_threads(opts.threads)
+        check_weights(cfg)
+        self.torch = torch
+        self.opts = opts
+        self.tokenizer = load_pretrained(AutoTokenizer, cfg)
+        dtype = getattr(torch, opts.dtype)
+        self.model = load_pretrained(AutoModelForCausalLM, cfg, dtype=dtype)
+        self.model.eval()
+        tok = self.tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+        tok.padding_side = "left"
+        conf = self.model.config
+        self.max_length = (opts.max_length or getattr(conf, "max_position_embeddings", None)
+                           or getattr(conf, "n_positions", None) or 2048)
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    # -- generation -------------------------------------------------------------------------
+    def generate(self, prompts: Sequence[str], settings: GenerationSettings,
+                 progress: ProgressFn | None = None) -> list[Generation]:
+        torch, tok = self.torch, self.tokenizer
+        budget = max(1, self.max_length - settings.max_new_tokens)
+        encoded = [tok.encode(p)[-budget:] for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        out: list[Generation | None] = [None] * len(prompts)
+        pad = tok.pad_token_id
+        eos = tok.eos_token_id
+        bs = self.opts.batch_size
+        for b, start in enumerate(range(0, len(order), bs)):
+            idx = order[start:start + bs]
+            width = max(len(encoded[i]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for r, i in enumerate(idx):
+                n = len(encoded[i])
+                if n:
+                    ids[r, width - n:] = torch.tensor(encoded[i])
+                    mask[r, width - n:] = 1
+            kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=pad, eos_token_id=eos)
+            if settings.temperature > 0:
+                torch.manual_seed(settings.seed + b)
+                kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
+            else:
+                kwargs.update(do_sample=False)
+            if settings.stop:
+                kwargs.update(stop_strings=list(settings.stop), tokenizer=tok)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                gen = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+            per_example_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+            new = gen[:, width:].tolist()
+            for r, i in enumerate(idx):
+                toks = new[r]
+                if eos is not None and eos in toks:
+                    toks = toks[:toks.index(eos)]
+                text = truncate_at_stop(tok.decode(toks, skip_special_tokens=True), settings.stop)
+                out[i] = Generation(text=text, latency_ms=per_example_ms, prompt_tokens=len(encoded[i]),
+                                    completion_tokens=len(toks))
+            if progress:
+                progress(len(idx))
+        return [g for g in out if g is not None]
+
+    # -- log-likelihood -----------------------------------------------------------------------
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces > 0:
+            continuation = context[-n_spaces:] + continuation
+            context = context[:-n_spaces]
+        whole = self.tokenizer.encode(context + continuation)
+        ctx = self.tokenizer.encode(context)
+        return ctx, whole[len(ctx):]
+
+    def loglikelihood(self, requests: Sequence[tuple[str, str]],
+                      progress: ProgressFn | None = None) -> list[Loglikelihood]:
+        torch = self.torch
+        encoded = []
+        for context, continuation in requests:
+            if context == "":
+                cont = self.tokenizer.encode(continuation)
+                ctx = [self.prefix_token_id] if self.prefix_token_id != (cont[:1] or [None])[0] else []
+            else:
+                ctx, cont = self._encode_pair(context, continuation)
+            seq = (ctx + cont)[-(self.max_length + 1):][:-1]
+            encoded.append((seq, cont))
+        order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
+        out: list[Loglikelihood | None] = [None] * len(requests)
+        bs = self.opts.batch_size
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), bs):
+            idx = order[start:start + bs]
+            width = max(len(encoded[i][0]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            for r, i in enumerate(idx):
+                seq = encoded[i][0]
+                ids[r, :len(seq)] = torch.tensor(seq)
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                # Right padding needs no attention mask in a causal model: pads come after every
+                # real token, so no real position can attend to them.
+                logits = self.model(input_ids=ids).logits.float()
+                logp = torch.log_softmax(logits, dim=-1)
+            per_ms = (time.perf_counter() - t0) * 1000 / len(idx)
+            for r, i in enumerate(idx):
+                seq, cont = encoded[i]
+                n = len(cont)
+                span = logp[r, len(seq) - n:len(seq)]
+                target = torch.tensor(cont, dtype=torch.long)
+                lp = span.gather(1, target.unsqueeze(1)).squeeze(1)
+                greedy = bool((span.argmax(dim=-1) == target).all())
+                out[i] = Loglikelihood(logprob=float(lp.sum()), is_greedy=greedy, n_tokens=n, latency_ms=per_ms)
+            if progress:
+                progress(len(idx))
+        return [x for x in out if x is not None]
+
+    def close(self) -> None:
+        self.model = None
+
+
+def _fingerprint(cfg: ModelConfig) -> str:
+    return hf_fingerprint(cfg, ignore=("batch_size", "threads"))
+
+
+@register_adapter("hf-causal", options=HFCausalOptions, fingerprint=_fingerprint,
+                  capabilities=("generate", "loglikelihood"))
+def load_hf_causal(cfg: ModelConfig) -> HFCausalModel:
+    return HFCausalModel(cfg)

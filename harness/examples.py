@@ -1,0 +1,170 @@
+"""Reading a suite's ``examples.jsonl``: bytes to checked records, or one clear error.
+
+Each line is decoded and parsed on its own so an error names its line; the records are then
+validated as a table with pandera (required fields, types, unique ids, no unknown fields). A bad
+file is rejected whole: a suite is never half loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import TollgateInputError
+from harness.hashing import hash_obj
+
+MAX_LINE_BYTES = 1 << 20  # 1 MiB: an example bigger than this is almost surely a broken export
+FIELDS = ("id", "input", "expected", "tags")
+REQUIRED = ("id", "input", "expected")
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    input: Any
+    expected: Any
+    tags: tuple[str, ...]
+    line: int
+    hash: str
+
+    def as_record(self) -> dict[str, Any]:
+        return {"id": self.id, "input": self.input, "expected": self.expected, "tags": list(self.tags)}
+
+
+def read_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; any undecodable line is an input error."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise TollgateInputError("data file not found.", file=path) from None
+    with f:
+        lineno = 0
+        while True:
+            raw = f.readline(max_line_bytes + 1)
+            if not raw:
+                break
+            lineno += 1
+            if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
+                raise TollgateInputError(
+                    f"line is longer than {max_line_bytes:,} bytes; one example must stay under that size.",
+                    file=path, line=lineno,
+                    hint="Is this file really one JSON object per line?",
+                )
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TollgateInputError(
+                    f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "save the file as UTF-8.", file=path, line=lineno) from None
+            if lineno == 1 and text.startswith("\ufeff"):
+                text = text[1:]
+            if not text.strip():
+                continue
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise TollgateInputError(f"is not valid JSON: {exc.msg} at column {exc.colno}.",
+                                         file=path, line=lineno) from None
+            if not isinstance(obj, dict):
+                raise TollgateInputError(f"must be a JSON object, found {type(obj).__name__}.",
+                                         file=path, line=lineno)
+            rows.append((lineno, obj))
+    return rows
+
+
+def _schema() -> Any:
+    import pandera.pandas as pa
+
+    def each(pred: Any, msg: str) -> Any:
+        return pa.Check(lambda s: s.map(pred).astype(bool), error=msg)
+
+    return pa.DataFrameSchema(
+        {
+            "id": pa.Column(None, each(lambda v: isinstance(v, str) and v.strip() != "",
+                                       "must be a non-empty string or an integer"), unique=True),
+            "input": pa.Column(None, each(lambda v: (isinstance(v, str) and v.strip() != "")
+                                          or (isinstance(v, dict) and len(v) > 0),
+                                          "must be non-empty text or a non-empty object of template fields")),
+            "expected": pa.Column(None, nullable=True),
+            "tags": pa.Column(None, each(lambda v: v is None or (isinstance(v, list)
+                                                                 and all(isinstance(t, str) for t in v)),
+                                         "must be a list of strings"), nullable=True),
+        },
+        strict=True,
+        name="examples",
+    )
+
+
+def _frame(rows: list[tuple[int, dict[str, Any]]]) -> Any:
+    import pandas as pd
+
+    records = []
+    for _, obj in rows:
+        rec = dict(obj)
+        if isinstance(rec.get("id"), int) and not isinstance(rec.get("id"), bool):
+            rec["id"] = str(rec["id"])
+        records.append(rec)
+    df = pd.DataFrame.from_records(records)
+    for col in FIELDS:
+        if col not in df.columns and col == "tags":
+            df[col] = None
+    return df.astype(object)
+
+
+def validate_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> list[Example]:
+    """Validate parsed lines with the pandera schema and build :class:`Example` objects."""
+    if not rows:
+        raise TollgateInputError("holds no examples; a suite needs at least one.", file=path)
+    lines = [ln for ln, _ in rows]
+    for ln, obj in rows:
+        for f in REQUIRED:
+            if f not in obj:
+                unknown = sorted(set(obj) - set(FIELDS))
+                hint = f" (found unknown field '{unknown[0]}': a typo?)" if unknown else ""
+                raise TollgateInputError(f"is required but missing{hint}.", file=path, line=ln, field=f)
+    import pandera.pandas as pa
+
+    df = _frame(rows)
+    try:
+        _schema().validate(df, lazy=True)
+    except pa.errors.SchemaErrors as exc:
+        raise _schema_error(path, exc.failure_cases, lines, rows) from None
+    examples = []
+    for (ln, obj), rec in zip(rows, df.to_dict("records"), strict=True):
+        tags = tuple(rec.get("tags") or ())
+        ex_id = str(rec["id"])
+        examples.append(Example(id=ex_id, input=obj["input"], expected=obj["expected"], tags=tags, line=ln,
+                                hash=hash_obj({"id": ex_id, "input": obj["input"], "expected": obj["expected"],
+                                               "tags": list(tags)})))
+    return examples
+
+
+def _schema_error(path: Path, fc: Any, lines: list[int], rows: list[tuple[int, dict[str, Any]]]) -> TollgateInputError:
+    problems: list[tuple[int, str, str]] = []
+    for rec in fc.to_dict("records"):
+        col, check, case, idx = rec["column"], str(rec["check"]), rec["failure_case"], rec["index"]
+        if check == "column_in_schema":
+            ln = next((ln for ln, obj in rows if case in obj), lines[0])
+            problems.append((ln, str(case), f"unknown field (allowed: {', '.join(FIELDS)})."))
+        elif check == "field_uniqueness":
+            dup_lines = [lines[i] for i, (_, obj) in enumerate(rows) if str(obj.get("id")) == str(case)]
+            problems.append((dup_lines[-1] if dup_lines else lines[0], "id",
+                             f"duplicate id {case!r} (lines {', '.join(map(str, dup_lines))}); ids must be unique."))
+        elif idx is not None and idx == idx:  # not NaN
+            problems.append((lines[int(idx)], str(col), f"{check}; got {case!r}."))
+        else:
+            problems.append((lines[0], str(col), f"{check}."))
+    problems.sort()
+    ln, field, msg = problems[0]
+    if len(problems) > 1:
+        rest = "; ".join(f"line {p[0]} field '{p[1]}'" for p in problems[1:4])
+        more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
+        msg += f" Also: {rest}{more}."
+    return TollgateInputError(msg, file=path, line=ln, field=field)
+
+
+def load_examples(path: Path) -> list[Example]:
+    return validate_rows(path, read_jsonl(path))

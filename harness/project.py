@@ -1,0 +1,176 @@
+"""The project file, ``tollgate.yaml``: parsed into typed objects, every mistake reported by key path.
+
+Nothing here loads a model or opens the store: ``tollgate validate`` must be able to check a
+project in well under a second.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.adapters import adapters
+from harness.adapters.base import GenerationSettings, ModelConfig
+from harness.errors import TollgateInputError
+from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
+
+PROJECT_FILE = "tollgate.yaml"
+DEFAULT_STORE = ".tollgate/tollgate.duckdb"
+ROLES = ("base", "candidate", "production", "other")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationEntry(_Strict):
+    max_new_tokens: int = Field(128, ge=1, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    stop: list[str] = []
+    seed: int = 0
+
+
+class ModelEntry(_Strict):
+    adapter: str
+    path: str | None = None
+    url: str | None = None
+    role: Literal["base", "candidate", "production", "other"] = "other"
+    version: str | None = None
+    description: str | None = None
+    training_data: str | None = None
+    generation: GenerationEntry = GenerationEntry()
+    options: dict[str, Any] = {}
+
+
+class ProjectEntry(_Strict):
+    store: str = DEFAULT_STORE
+    models: dict[str, ModelEntry]
+    suites: list[str] = ["suites/*"]
+    plugins: list[str] = []
+
+
+@dataclass
+class Project:
+    """A validated project: everything a command needs to find models, suites and the store."""
+
+    path: Path
+    root: Path
+    store_path: Path
+    models: dict[str, ModelConfig]
+    training_data: dict[str, Path | None]
+    suite_dirs: list[Path]
+    doc: YamlDoc = field(repr=False)
+
+    def model(self, name: str) -> ModelConfig:
+        if name not in self.models:
+            known = ", ".join(sorted(self.models)) or "none"
+            raise TollgateInputError(
+                f"unknown model '{name}'; the project defines: {known}.", file=self.path, field="models"
+            )
+        return self.models[name]
+
+
+def find_project(start: Path | None = None, explicit: str | Path | None = None) -> Path:
+    """The project file given by ``--project``, else ``tollgate.yaml`` here or in a parent."""
+    if explicit is not None:
+        p = Path(explicit)
+        if p.is_dir():
+            p = p / PROJECT_FILE
+        if not p.is_file():
+            raise TollgateInputError("project file not found.", file=p)
+        return p.resolve()
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / PROJECT_FILE).is_file():
+            return d / PROJECT_FILE
+    raise TollgateInputError(
+        f"no {PROJECT_FILE} in {here} or any parent directory.",
+        hint="Run 'tollgate init DIR' to create a project, or pass --project PATH.",
+    )
+
+
+def load_project(path: Path) -> Project:
+    """Parse and check ``tollgate.yaml``: keys, types, adapters and their options, paths."""
+    doc = load_yaml(path)
+    try:
+        entry = ProjectEntry.model_validate(doc.data)
+    except ValidationError as exc:
+        raise pydantic_error(doc, exc) from None
+    root = path.parent.resolve()
+    _import_plugins(entry.plugins, doc, root)
+
+    models: dict[str, ModelConfig] = {}
+    training: dict[str, Path | None] = {}
+    for name, m in entry.models.items():
+        loc = ("models", name)
+        spec = adapters.get(m.adapter, file=str(path), line=doc.line_of((*loc, "adapter")),
+                            field=f"models.{name}.adapter")
+        try:
+            options = spec.options.model_validate(m.options)
+        except ValidationError as exc:
+            raise pydantic_error(doc, exc, prefix=(*loc, "options")) from None
+        model_path = None
+        if spec.needs == "path":
+            if not m.path:
+                raise TollgateInputError(f"adapter '{m.adapter}' needs a 'path' to a model directory.",
+                                         file=path, line=doc.line_of(loc), field=f"models.{name}.path")
+            model_path = (root / m.path).resolve()
+        elif spec.needs == "url" and not m.url:
+            raise TollgateInputError(f"adapter '{m.adapter}' needs a 'url' (an OpenAI-compatible endpoint).",
+                                     file=path, line=doc.line_of(loc), field=f"models.{name}.url")
+        g = m.generation
+        models[name] = ModelConfig(
+            name=name, adapter=m.adapter, options=options, path=model_path, url=m.url, role=m.role,
+            version=m.version, root=root,
+            generation=GenerationSettings(g.max_new_tokens, g.temperature, g.top_p, tuple(g.stop), g.seed),
+        )
+        training[name] = (root / m.training_data).resolve() if m.training_data else None
+
+    suite_dirs: list[Path] = []
+    for i, pattern in enumerate(entry.suites):
+        matches = sorted(Path(p) for p in glob.glob(str(root / pattern)))
+        dirs = [p for p in matches if (p / "suite.yaml").is_file()]
+        if not dirs and not any(ch in pattern for ch in "*?["):
+            raise TollgateInputError(f"'{pattern}' is not a folder holding a suite.yaml.",
+                                     file=path, line=doc.line_of(("suites", i)), field=f"suites[{i}]")
+        suite_dirs.extend(d.resolve() for d in dirs if d.resolve() not in suite_dirs)
+
+    return Project(path=path, root=root, store_path=(root / entry.store).resolve(), models=models,
+                   training_data=training, suite_dirs=suite_dirs, doc=doc)
+
+
+def check_model_paths(project: Project) -> None:
+    """Model directories and training files must exist; separate so ``init`` can scaffold first."""
+    for name, cfg in project.models.items():
+        loc = ("models", name)
+        if cfg.path is not None and not cfg.path.exists():
+            raise TollgateInputError(f"model path {cfg.path} does not exist.", file=project.path,
+                                     line=project.doc.line_of((*loc, "path")), field=f"models.{name}.path")
+        td = project.training_data.get(name)
+        if td is not None and not td.is_file():
+            raise TollgateInputError(f"training data file {td} does not exist.", file=project.path,
+                                     line=project.doc.line_of((*loc, "training_data")),
+                                     field=f"models.{name}.training_data")
+
+
+def _import_plugins(modules: list[str], doc: YamlDoc, root: Path) -> None:
+    """Plugins register their own adapters and checks when imported.
+
+    The project folder goes on ``sys.path`` so plugins, python models and python checks import
+    from it like a user expects.
+    """
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    for i, mod in enumerate(modules):
+        try:
+            importlib.import_module(mod)
+        except ImportError as exc:
+            raise TollgateInputError(f"cannot import plugin module '{mod}': {exc}.", file=doc.path,
+                                     line=doc.line_of(("plugins", i)), field=f"plugins[{i}]") from None

@@ -1,0 +1,292 @@
+"""Evaluating a model on suites: cache first, then the model in batches, each batch committed.
+
+The cache key of an example is (model fingerprint, the exact request, generation settings) for
+the answer, plus (expected value, check configuration) for its score. Whatever has a stored
+answer is never recomputed: a killed run re-run resumes where its last committed batch ended,
+and a change of checks re-scores stored answers without loading the model at all.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+from harness import store as st
+from harness.adapters import adapters
+from harness.adapters.base import Generation, GenerationSettings, Model, ModelConfig
+from harness.checks import CheckResult, Sample
+from harness.errors import TollgateInputError
+from harness.examples import Example
+from harness.hashing import hash_obj
+from harness.project import Project
+from harness.suites import Suite
+from harness.version import code_version
+
+DEFAULT_COMMIT_EVERY = 32
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    model: str
+    suite: str
+    n_examples: int
+    n_cached: int
+    n_computed: int
+    n_errors: int
+    duration_s: float
+    status: str
+
+
+@dataclass
+class _Item:
+    example: Example
+    output_key: str
+    result_key: str
+    prompt: str
+    choices: list[str] | None = None
+    target: int | None = None
+
+
+def settings_for(model: ModelConfig, suite: Suite) -> GenerationSettings:
+    """The model's generation settings with the suite's overrides (a suite may need a stop or a length)."""
+    g = model.generation
+    o = suite.spec.generation
+    return replace(g, max_new_tokens=o.max_new_tokens or g.max_new_tokens,
+                   stop=tuple(o.stop) if o.stop is not None else g.stop)
+
+
+def plan(suite: Suite, fingerprint: str, settings: GenerationSettings) -> list[_Item]:
+    """Render every example into its request and cache keys."""
+    items = []
+    checks = suite.check_config()
+    for ex in suite.examples:
+        prompt = suite.render(ex)
+        if suite.task == "choice":
+            choices = suite.choices_for(ex)
+            target = suite.target_index(ex)
+            okey = hash_obj("choice", fingerprint, prompt, choices, suite.spec.target_delimiter)
+            items.append(_Item(ex, okey, hash_obj(okey, target, checks), prompt, choices, target))
+        else:
+            okey = hash_obj("generate", fingerprint, prompt, settings.as_dict())
+            items.append(_Item(ex, okey, hash_obj(okey, ex.expected, checks), prompt))
+    return items
+
+
+def score(suite: Suite, item: _Item, gen: Generation) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run every check on one answer: the result row and one score row per metric."""
+    details = dict(gen.details)
+    if item.choices is not None:
+        details.update(choices=item.choices, target=item.target)
+    row: dict[str, Any] = {
+        "example_id": item.example.id, "output_key": item.output_key, "result_key": item.result_key,
+        "output": gen.text, "details": json.dumps(details, ensure_ascii=False), "latency_ms": gen.latency_ms,
+        "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens, "error": gen.error,
+        "cached": False, "created_at": st.utcnow(), "score": None, "passed": None, "reason": None,
+    }
+    if gen.error is not None:
+        return row, []
+    sample = Sample(output=gen.text or "", expected=item.example.expected, input=item.example.input,
+                    example_id=item.example.id, details=details)
+    scores: list[dict[str, Any]] = []
+    results: list[CheckResult] = []
+    seen: dict[str, int] = {}
+    for spec, fn in zip(suite.check_specs, suite.checks, strict=True):
+        res = fn(sample)
+        results.append(res)
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        metric = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
+        scores.append({"example_id": item.example.id, "metric": metric, "value": float(res.score),
+                       "passed": bool(res.passed), "reason": res.reason or None,
+                       "counts": json.dumps(res.counts) if res.counts else None})
+        for sub, value in res.metrics.items():
+            scores.append({"example_id": item.example.id, "metric": f"{metric}.{sub}", "value": float(value),
+                           "passed": value >= 1.0, "reason": None, "counts": None})
+    row["score"] = results[0].score
+    row["passed"] = all(r.passed for r in results)
+    row["reason"] = next((r.reason for r in results if not r.passed and r.reason), None)
+    return row, scores
+
+
+def _answer(model: Model, suite: Suite, items: list[_Item], settings: GenerationSettings,
+            progress: Callable[[int], None]) -> list[Generation]:
+    if suite.task == "generate":
+        return model.generate([it.prompt for it in items], settings, progress=progress)
+    pairs, owners = [], []
+    for k, it in enumerate(items):
+        for c in it.choices or []:
+            pairs.append((it.prompt, suite.spec.target_delimiter + c))
+            owners.append(k)
+    lls = model.loglikelihood(pairs)
+    out = []
+    for k, it in enumerate(items):
+        mine = [ll for ll, o in zip(lls, owners, strict=True) if o == k]
+        err = next((ll.error for ll in mine if ll.error), None)
+        lps = [ll.logprob for ll in mine]
+        if err:
+            out.append(Generation(None, sum(ll.latency_ms for ll in mine), error=err))
+            continue
+        best = max(range(len(lps)), key=lambda i: (lps[i], -i))
+        out.append(Generation(it.choices[best], sum(ll.latency_ms for ll in mine),
+                              prompt_tokens=None, completion_tokens=None,
+                              details={"logprobs": lps, "is_greedy": [ll.is_greedy for ll in mine],
+                                       "n_tokens": [ll.n_tokens for ll in mine]}))
+    progress(len(items))
+    return out
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a run like Ctrl-C: the current batch is dropped, the run marked interrupted."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class ModelHandle:
+    """Loads the model only when an example actually needs it."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        self.cfg = cfg
+        self.spec = adapters.get(cfg.adapter)
+        self.fingerprint = self.spec.fingerprint(cfg)
+        self._model: Model | None = None
+
+    def get(self) -> Model:
+        if self._model is None:
+            self._model = self.spec.load(self.cfg)
+        return self._model
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._model.close()
+
+
+def check_capability(handle: ModelHandle, suite: Suite) -> None:
+    need = "loglikelihood" if suite.task == "choice" else "generate"
+    if need not in handle.spec.capabilities:
+        raise TollgateInputError(
+            f"suite '{suite.name}' is a {suite.task} task, which needs {need}; adapter "
+            f"'{handle.cfg.adapter}' of model '{handle.cfg.name}' does not provide it.",
+            file=suite.path / "suite.yaml", field="task")
+
+
+def default_stage(cfg: ModelConfig) -> str:
+    return "pre-finetune" if cfg.role == "base" else "post-finetune"
+
+
+def run_suites(project: Project, model_name: str, suites: list[Suite], store: st.Store, *,
+               stage: str | None = None, show_progress: bool = True,
+               commit_every: int = DEFAULT_COMMIT_EVERY) -> list[RunOutcome]:
+    """Evaluate one model on the given (already validated) suites; returns one outcome per suite."""
+    cfg = project.model(model_name)
+    handle = ModelHandle(cfg)
+    for suite in suites:
+        check_capability(handle, suite)
+    stage = stage or default_stage(cfg)
+    outcomes = []
+    with store.write() as con:
+        st.mark_dead_runs(con)
+        st.register_model(con, name=cfg.name, fingerprint=handle.fingerprint, adapter=cfg.adapter,
+                          uri=str(cfg.path or cfg.url or cfg.options.model_dump().get("callable", "")),
+                          role=cfg.role, version=cfg.version, settings=cfg.generation.as_dict())
+    try:
+        with _sigterm_as_interrupt():
+            for suite in suites:
+                outcomes.append(_run_one(handle, suite, store, stage, show_progress, commit_every))
+    finally:
+        handle.close()
+    return outcomes
+
+
+def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, show_progress: bool,
+             commit_every: int) -> RunOutcome:
+    from tqdm import tqdm
+
+    cfg = handle.cfg
+    t0 = time.perf_counter()
+    settings = settings_for(cfg, suite)
+    items = plan(suite, handle.fingerprint, settings)
+    run_id = uuid.uuid4().hex
+    config = {"generation": settings.as_dict(), "checks": suite.check_config(), "task": suite.task,
+              "prompt": suite.spec.prompt, "adapter": cfg.adapter}
+    with store.write() as con:
+        st.register_suite(con, name=suite.name, content_hash=suite.content_hash, kind=suite.kind, task=suite.task,
+                          spec=suite.spec.model_dump(), path=str(suite.path),
+                          examples=[{**e.as_record(), "hash": e.hash, "line": e.line} for e in suite.examples])
+        st.start_run(con, run_id=run_id, model=cfg.name, fingerprint=handle.fingerprint, suite=suite.name,
+                     suite_hash=suite.content_hash, suite_kind=suite.kind, stage=stage, config=config,
+                     code_version=code_version(), n_examples=len(items))
+        served = st.copy_cached(con, run_id, [(it.example.id, it.result_key) for it in items])
+    pending = [it for it in items if it.example.id not in served]
+    n_errors = 0
+
+    # Stored answers under other checks: re-score them without the model.
+    if pending:
+        with store.read() as con:
+            known = st.cached_outputs(con, [it.output_key for it in pending])
+        if known:
+            rows, scores = [], []
+            for it in pending:
+                if it.output_key in known:
+                    k = known[it.output_key]
+                    gen = Generation(k["output"], k["latency_ms"] or 0.0, k["prompt_tokens"], k["completion_tokens"],
+                                     details={x: v for x, v in k["details"].items() if x not in ("choices", "target")})
+                    row, sc = score(suite, it, gen)
+                    row["cached"] = True
+                    rows.append(row)
+                    scores.extend(sc)
+            _commit(store, run_id, rows, scores)
+            done = {r["example_id"] for r in rows}
+            served |= done
+            pending = [it for it in pending if it.example.id not in done]
+
+    bar = tqdm(total=len(items), initial=len(served), unit="ex", desc=f"{cfg.name} · {suite.name}",
+               file=sys.stderr, disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
+    status = "completed"
+    try:
+        for start in range(0, len(pending), commit_every):
+            chunk = pending[start:start + commit_every]
+            gens = _answer(handle.get(), suite, chunk, settings, bar.update)
+            rows, scores = [], []
+            for it, gen in zip(chunk, gens, strict=True):
+                row, sc = score(suite, it, gen)
+                n_errors += gen.error is not None
+                rows.append(row)
+                scores.extend(sc)
+            _commit(store, run_id, rows, scores)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        bar.close()
+        with store.write() as con:
+            st.finish_run(con, run_id, status, time.perf_counter() - t0)
+    return RunOutcome(run_id=run_id, model=cfg.name, suite=suite.name, n_examples=len(items),
+                      n_cached=len(served), n_computed=len(pending), n_errors=n_errors,
+                      duration_s=time.perf_counter() - t0, status=status)
+
+
+def _commit(store: st.Store, run_id: str, rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:
+    for r in rows:
+        r["run_id"] = run_id
+    for s in scores:
+        s["run_id"] = run_id
+    with store.write() as con:
+        st.insert_results(con, rows, scores)

@@ -1,0 +1,355 @@
+"""The DuckDB store: connections, schema migrations, and every query Tollgate runs.
+
+DuckDB lets one process write a file, or many read it, never both at once. So connections are
+short: a writer opens the file for one transaction (one batch of results) and closes it, and a
+reader that finds the file busy waits with backoff and tries again. That keeps a dashboard
+reading while a run writes, and a run killed at any instant leaves only whole transactions.
+All SQL lives here and takes its values as parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from harness.errors import StoreBusyError, TollgateInputError
+
+LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file")
+
+MIGRATIONS: list[str] = [
+    # v1: the evaluation core
+    """
+    CREATE TABLE models (
+        name VARCHAR NOT NULL, fingerprint VARCHAR NOT NULL, adapter VARCHAR NOT NULL, uri VARCHAR,
+        role VARCHAR, version VARCHAR, settings JSON, first_seen TIMESTAMP NOT NULL,
+        PRIMARY KEY (name, fingerprint));
+    CREATE TABLE suites (
+        name VARCHAR NOT NULL, content_hash VARCHAR NOT NULL, kind VARCHAR NOT NULL, task VARCHAR NOT NULL,
+        spec JSON NOT NULL, path VARCHAR, n_examples INTEGER NOT NULL, first_seen TIMESTAMP NOT NULL,
+        PRIMARY KEY (name, content_hash));
+    CREATE TABLE examples (
+        suite_hash VARCHAR NOT NULL, example_id VARCHAR NOT NULL, example_hash VARCHAR NOT NULL,
+        input JSON, expected JSON, tags VARCHAR[], line INTEGER,
+        PRIMARY KEY (suite_hash, example_id));
+    CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, model_fingerprint VARCHAR NOT NULL,
+        suite VARCHAR NOT NULL, suite_hash VARCHAR NOT NULL, suite_kind VARCHAR NOT NULL, stage VARCHAR,
+        config JSON, code_version VARCHAR, status VARCHAR NOT NULL, n_examples INTEGER NOT NULL,
+        n_done INTEGER NOT NULL DEFAULT 0, n_cached INTEGER NOT NULL DEFAULT 0,
+        n_errors INTEGER NOT NULL DEFAULT 0, started_at TIMESTAMP NOT NULL, finished_at TIMESTAMP,
+        duration_s DOUBLE, host VARCHAR, pid INTEGER);
+    CREATE TABLE results (
+        run_id VARCHAR NOT NULL, example_id VARCHAR NOT NULL, output_key VARCHAR NOT NULL,
+        result_key VARCHAR NOT NULL, output VARCHAR, details JSON, score DOUBLE, passed BOOLEAN,
+        reason VARCHAR, latency_ms DOUBLE, prompt_tokens INTEGER, completion_tokens INTEGER,
+        error VARCHAR, cached BOOLEAN NOT NULL, created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (run_id, example_id));
+    CREATE TABLE scores (
+        run_id VARCHAR NOT NULL, example_id VARCHAR NOT NULL, metric VARCHAR NOT NULL, value DOUBLE,
+        passed BOOLEAN, reason VARCHAR, counts JSON,
+        PRIMARY KEY (run_id, example_id, metric));
+    """,
+    # v2: the cache is looked up by key on every run
+    """
+    CREATE INDEX results_result_key ON results (result_key);
+    CREATE INDEX results_output_key ON results (output_key);
+    CREATE INDEX runs_model_suite ON runs (model, suite);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return any(m in str(exc) for m in LOCK_MARKERS)
+
+
+class Store:
+    """One DuckDB file. Open a short transaction with :meth:`write`, a snapshot with :meth:`read`."""
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 60.0) -> None:
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._migrated = False
+
+    # -- connections ---------------------------------------------------------------------------
+    def _connect(self, read_only: bool) -> Any:
+        import duckdb
+
+        deadline = time.monotonic() + self.busy_timeout_s
+        delay = 0.01
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if not _is_lock_error(exc):
+                    raise TollgateInputError(f"cannot open the store: {str(exc).splitlines()[0]}",
+                                             file=self.path) from None
+                if time.monotonic() > deadline:
+                    raise StoreBusyError(
+                        f"the store {self.path} stayed locked by another process for "
+                        f"{self.busy_timeout_s:.0f} s") from None
+                time.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 0.5)
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Any]:
+        """One transaction: committed whole when the block ends, rolled back on any exception."""
+        if not self._migrated:
+            self.migrate()
+        con = self._connect(read_only=False)
+        try:
+            con.begin()
+            try:
+                yield con
+            except BaseException:
+                con.rollback()
+                raise
+            con.commit()
+        finally:
+            con.close()
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Any]:
+        if not self.path.exists():
+            raise TollgateInputError("no store yet: nothing has been run in this project.", file=self.path,
+                                     hint="Run 'tollgate run --model NAME' first.")
+        if not self._migrated:
+            self.migrate()
+        con = self._connect(read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema in one transaction; returns the version now in force."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = self._connect(read_only=False)
+        try:
+            con.begin()
+            con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
+                        "applied_at TIMESTAMP NOT NULL)")
+            current = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            if current > SCHEMA_VERSION:
+                con.rollback()
+                raise TollgateInputError(
+                    f"the store has schema version {current}, newer than this Tollgate knows "
+                    f"({SCHEMA_VERSION}); upgrade Tollgate.", file=self.path)
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                con.execute(MIGRATIONS[version - 1])
+                con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
+            con.commit()
+        finally:
+            con.close()
+        self._migrated = True
+        return SCHEMA_VERSION
+
+
+# -- writes ------------------------------------------------------------------------------------
+def register_model(con: Any, *, name: str, fingerprint: str, adapter: str, uri: str | None, role: str | None,
+                   version: str | None, settings: dict[str, Any]) -> None:
+    con.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [name, fingerprint, adapter, uri, role, version, json.dumps(settings), utcnow()])
+
+
+def register_suite(con: Any, *, name: str, content_hash: str, kind: str, task: str, spec: dict[str, Any],
+                   path: str, examples: list[dict[str, Any]]) -> None:
+    """Record a suite version and its examples once; later runs of the same version add nothing."""
+    exists = con.execute("SELECT 1 FROM suites WHERE name = ? AND content_hash = ?", [name, content_hash]).fetchone()
+    if exists:
+        return
+    con.execute("INSERT INTO suites VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [name, content_hash, kind, task, json.dumps(spec), path, len(examples), utcnow()])
+    import pyarrow as pa
+
+    tbl = pa.table({
+        "suite_hash": [content_hash] * len(examples),
+        "example_id": [e["id"] for e in examples],
+        "example_hash": [e["hash"] for e in examples],
+        "input": [json.dumps(e["input"], ensure_ascii=False) for e in examples],
+        "expected": [json.dumps(e["expected"], ensure_ascii=False) for e in examples],
+        "tags": [list(e["tags"]) for e in examples],
+        "line": [e["line"] for e in examples],
+    })
+    con.register("_examples_in", tbl)
+    con.execute("INSERT OR IGNORE INTO examples SELECT suite_hash, example_id, example_hash, input::JSON, "
+                "expected::JSON, tags, line FROM _examples_in")
+    con.unregister("_examples_in")
+
+
+def start_run(con: Any, *, run_id: str, model: str, fingerprint: str, suite: str, suite_hash: str, suite_kind: str,
+              stage: str | None, config: dict[str, Any], code_version: str, n_examples: int) -> None:
+    con.execute(
+        "INSERT INTO runs (run_id, model, model_fingerprint, suite, suite_hash, suite_kind, stage, config, "
+        "code_version, status, n_examples, started_at, host, pid) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
+        [run_id, model, fingerprint, suite, suite_hash, suite_kind, stage, json.dumps(config), code_version,
+         n_examples, utcnow(), socket.gethostname(), os.getpid()])
+
+
+def finish_run(con: Any, run_id: str, status: str, duration_s: float) -> None:
+    con.execute(
+        """UPDATE runs SET status = ?, finished_at = ?, duration_s = ?,
+               n_done = (SELECT count(*) FROM results WHERE run_id = ?),
+               n_cached = (SELECT count(*) FILTER (WHERE cached) FROM results WHERE run_id = ?),
+               n_errors = (SELECT count(*) FILTER (WHERE error IS NOT NULL) FROM results WHERE run_id = ?)
+           WHERE run_id = ?""",
+        [status, utcnow(), duration_s, run_id, run_id, run_id, run_id])
+
+
+def mark_dead_runs(con: Any) -> int:
+    """Runs left 'running' by a process of this host that no longer exists were interrupted."""
+    host = socket.gethostname()
+    rows = con.execute("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [host]).fetchall()
+    dead = [rid for rid, pid in rows if pid is not None and not _pid_alive(pid)]
+    for rid in dead:
+        con.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [rid])
+    return len(dead)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+RESULT_COLUMNS = ("run_id", "example_id", "output_key", "result_key", "output", "details", "score", "passed",
+                  "reason", "latency_ms", "prompt_tokens", "completion_tokens", "error", "cached", "created_at")
+SCORE_COLUMNS = ("run_id", "example_id", "metric", "value", "passed", "reason", "counts")
+
+
+def insert_results(con: Any, results: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:
+    """One batch of scored examples, moved as Arrow tables (no row-by-row inserts)."""
+    import pyarrow as pa
+
+    if results:
+        tbl = pa.Table.from_pylist(results, schema=_RESULT_SCHEMA())
+        con.register("_results_in", tbl)
+        con.execute(f"INSERT INTO results SELECT {', '.join(RESULT_COLUMNS)} FROM _results_in")
+        con.unregister("_results_in")
+    if scores:
+        tbl = pa.Table.from_pylist(scores, schema=_SCORE_SCHEMA())
+        con.register("_scores_in", tbl)
+        con.execute(f"INSERT INTO scores SELECT {', '.join(SCORE_COLUMNS)} FROM _scores_in")
+        con.unregister("_scores_in")
+
+
+def _RESULT_SCHEMA() -> Any:  # noqa: N802 - a constant built lazily so pyarrow loads only when writing
+    import pyarrow as pa
+
+    return pa.schema([("run_id", pa.string()), ("example_id", pa.string()), ("output_key", pa.string()),
+                      ("result_key", pa.string()), ("output", pa.string()), ("details", pa.string()),
+                      ("score", pa.float64()), ("passed", pa.bool_()), ("reason", pa.string()),
+                      ("latency_ms", pa.float64()), ("prompt_tokens", pa.int32()),
+                      ("completion_tokens", pa.int32()), ("error", pa.string()), ("cached", pa.bool_()),
+                      ("created_at", pa.timestamp("us"))])
+
+
+def _SCORE_SCHEMA() -> Any:  # noqa: N802
+    import pyarrow as pa
+
+    return pa.schema([("run_id", pa.string()), ("example_id", pa.string()), ("metric", pa.string()),
+                      ("value", pa.float64()), ("passed", pa.bool_()), ("reason", pa.string()),
+                      ("counts", pa.string())])
+
+
+def copy_cached(con: Any, run_id: str, wanted: list[tuple[str, str]]) -> set[str]:
+    """Copy finished results with the same result key into this run; returns the example ids served.
+
+    Only results without an error are served from the cache: a timeout is retried next time.
+    """
+    if not wanted:
+        return set()
+    import pyarrow as pa
+
+    con.register("_want", pa.table({"example_id": [w[0] for w in wanted], "result_key": [w[1] for w in wanted]}))
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE _src AS
+        SELECT w.example_id AS new_id, s.run_id AS src_run, s.example_id AS src_id
+        FROM _want w JOIN (
+            SELECT DISTINCT ON (result_key) result_key, run_id, example_id FROM results
+            WHERE error IS NULL AND result_key IN (SELECT result_key FROM _want)
+            ORDER BY result_key, created_at DESC) s USING (result_key)""")
+    now = utcnow()
+    con.execute("""
+        INSERT INTO results SELECT ?, src.new_id, r.output_key, r.result_key, r.output, r.details, r.score,
+               r.passed, r.reason, r.latency_ms, r.prompt_tokens, r.completion_tokens, r.error, TRUE, ?
+        FROM _src src JOIN results r ON r.run_id = src.src_run AND r.example_id = src.src_id""", [run_id, now])
+    con.execute("""
+        INSERT INTO scores SELECT ?, src.new_id, s.metric, s.value, s.passed, s.reason, s.counts
+        FROM _src src JOIN scores s ON s.run_id = src.src_run AND s.example_id = src.src_id""", [run_id])
+    served = {r[0] for r in con.execute("SELECT new_id FROM _src").fetchall()}
+    con.execute("DROP TABLE _src")
+    con.unregister("_want")
+    return served
+
+
+def cached_outputs(con: Any, output_keys: list[str]) -> dict[str, dict[str, Any]]:
+    """Model outputs already computed for these keys (scored by other checks): reused, not regenerated."""
+    if not output_keys:
+        return {}
+    rows = con.execute("""
+        SELECT DISTINCT ON (output_key) output_key, output, details, latency_ms, prompt_tokens, completion_tokens
+        FROM results WHERE error IS NULL AND output_key IN (SELECT unnest(?))
+        ORDER BY output_key, created_at DESC""", [output_keys]).fetchall()
+    return {r[0]: {"output": r[1], "details": json.loads(r[2]) if r[2] else {}, "latency_ms": r[3],
+                   "prompt_tokens": r[4], "completion_tokens": r[5]} for r in rows}
+
+
+# -- reads ---------------------------------------------------------------------------------------
+def latest_runs(con: Any, model: str | None = None, suites: list[str] | None = None,
+                stage: str | None = None, statuses: tuple[str, ...] = ("completed",)) -> list[dict[str, Any]]:
+    """The newest run per (model, suite) with one of ``statuses``."""
+    sql = """
+        SELECT DISTINCT ON (model, suite) run_id, model, model_fingerprint, suite, suite_hash, suite_kind, stage,
+               status, n_examples, n_done, n_cached, n_errors, started_at, finished_at, duration_s, code_version
+        FROM runs WHERE list_contains(?, status)"""
+    params: list[Any] = [list(statuses)]
+    if model is not None:
+        sql += " AND model = ?"
+        params.append(model)
+    if suites:
+        sql += " AND list_contains(?, suite)"
+        params.append(list(suites))
+    if stage is not None:
+        sql += " AND stage = ?"
+        params.append(stage)
+    sql += " ORDER BY model, suite, started_at DESC"
+    cur = con.execute(sql, params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+def metric_values(con: Any, run_ids: list[str]) -> dict[str, Any]:
+    """Per-example metric values of these runs as numpy columns: run_id, metric, value, counts.
+
+    The example-level verdict (every check passed) comes as the metric ``pass``.
+    """
+    return con.execute("""
+        SELECT run_id, metric, value, counts FROM scores WHERE list_contains(?, run_id)
+        UNION ALL
+        SELECT run_id, 'pass', passed::DOUBLE, NULL FROM results
+        WHERE list_contains(?, run_id) AND error IS NULL
+        ORDER BY run_id, metric""", [run_ids, run_ids]).fetchnumpy()
+
+
+def schema_version(con: Any) -> int:
+    return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]

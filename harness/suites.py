@@ -1,0 +1,197 @@
+"""Suites: ``suite.yaml`` (what to ask and how to score it) beside ``examples.jsonl`` (the data).
+
+A suite is checked as a whole before anything runs: keys and types, the checks and their
+options, the prompt template against every example's fields, and for ``choice`` tasks the
+options and the expected answer. Its content hash goes with every result, so a number always
+says which version of a suite produced it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.checks import CheckFn, CheckSpec, build_check, parse_check_entry
+from harness.errors import TollgateInputError
+from harness.examples import Example, load_examples
+from harness.hashing import hash_obj
+from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
+
+SUITE_FILE = "suite.yaml"
+KINDS = ("train_sample", "validation", "heldout", "edge", "general", "baseline")
+TASKS = ("generate", "choice")
+DEFAULT_CHECKS = {"generate": ["exact_match"], "choice": ["choice_accuracy"]}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class GenerationOverride(_Strict):
+    max_new_tokens: int | None = Field(None, ge=1, le=32768)
+    stop: list[str] | None = None
+
+
+class SuiteEntry(_Strict):
+    name: str | None = None
+    description: str | None = None
+    kind: Literal["train_sample", "validation", "heldout", "edge", "general", "baseline"]
+    task: Literal["generate", "choice"] = "generate"
+    prompt: str = "{{ input }}"
+    choices: list[str] | None = None
+    choices_field: str | None = None
+    target_delimiter: str = " "
+    checks: list[Any] | None = None
+    tags: list[str] = []
+    data: str = "examples.jsonl"
+    generation: GenerationOverride = GenerationOverride()
+
+
+@dataclass
+class Suite:
+    """A validated suite: its spec, its checks (built) and its examples."""
+
+    name: str
+    kind: str
+    task: str
+    path: Path
+    spec: SuiteEntry
+    check_specs: list[CheckSpec]
+    checks: list[CheckFn] = field(repr=False)
+    examples: list[Example] = field(repr=False)
+
+    @cached_property
+    def content_hash(self) -> str:
+        return hash_obj(self.spec.model_dump(exclude={"description"}), [e.hash for e in self.examples])
+
+    @cached_property
+    def _template(self) -> Any:
+        return _environment().from_string(self.spec.prompt)
+
+    def render(self, example: Example) -> str:
+        """The prompt for one example (Jinja2, sandboxed, undefined variables are errors)."""
+        return self._template.render(**_context(example.input))
+
+    def choices_for(self, example: Example) -> list[str]:
+        if self.spec.choices is not None:
+            return list(self.spec.choices)
+        return list(example.input[self.spec.choices_field])
+
+    def target_index(self, example: Example) -> int:
+        choices = self.choices_for(example)
+        exp = example.expected
+        if isinstance(exp, int) and not isinstance(exp, bool):
+            return exp
+        return choices.index(exp)
+
+    def check_config(self) -> list[dict[str, Any]]:
+        return [c.as_dict() for c in self.check_specs]
+
+
+def _environment() -> Any:
+    from jinja2 import StrictUndefined
+    from jinja2.sandbox import SandboxedEnvironment
+
+    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _context(inp: Any) -> dict[str, Any]:
+    if isinstance(inp, dict):
+        return {"input": inp, **inp}
+    return {"input": inp}
+
+
+def template_variables(template: str) -> set[str]:
+    from jinja2 import meta
+
+    env = _environment()
+    return meta.find_undeclared_variables(env.parse(template))
+
+
+def read_suite_header(suite_dir: Path) -> tuple[SuiteEntry, YamlDoc]:
+    """Parse and type-check ``suite.yaml`` alone (cheap: used to list suites by name)."""
+    doc = load_yaml(suite_dir / SUITE_FILE)
+    try:
+        entry = SuiteEntry.model_validate(doc.data)
+    except ValidationError as exc:
+        raise pydantic_error(doc, exc) from None
+    if entry.name is None:
+        entry.name = suite_dir.name
+    return entry, doc
+
+
+def load_suite(suite_dir: Path) -> Suite:
+    """Load and fully validate a suite; any problem is one :class:`TollgateInputError`."""
+    entry, doc = read_suite_header(suite_dir)
+    yaml_path = str(doc.path)
+    if entry.task == "choice" and (entry.choices is None) == (entry.choices_field is None):
+        raise TollgateInputError("a choice task needs exactly one of 'choices' (fixed options) or "
+                                 "'choices_field' (the input field that lists them).",
+                                 file=yaml_path, line=doc.line_of(("task",)), field="choices")
+    try:
+        variables = template_variables(entry.prompt)
+    except Exception as exc:  # jinja2.TemplateSyntaxError
+        raise TollgateInputError(f"invalid template: {exc}.", file=yaml_path,
+                                 line=doc.line_of(("prompt",)), field="prompt") from None
+
+    raw_checks = entry.checks if entry.checks is not None else DEFAULT_CHECKS[entry.task]
+    if not raw_checks:
+        raise TollgateInputError("needs at least one check.", file=yaml_path, line=doc.line_of(("checks",)),
+                                 field="checks")
+    specs, fns = [], []
+    for i, raw in enumerate(raw_checks):
+        line = doc.line_of(("checks", i))
+        spec = parse_check_entry(raw, file=yaml_path, line=line, field=f"checks[{i}]")
+        fns.append(build_check(spec, file=yaml_path, line=line, field=f"checks[{i}]"))
+        specs.append(spec)
+
+    data_path = suite_dir / entry.data
+    examples = load_examples(data_path)
+    for ex in examples:
+        _check_example(entry, variables, ex, data_path)
+    return Suite(name=entry.name or suite_dir.name, kind=entry.kind, task=entry.task, path=suite_dir,
+                 spec=entry, check_specs=specs, checks=fns, examples=examples)
+
+
+def _check_example(entry: SuiteEntry, variables: set[str], ex: Example, path: Path) -> None:
+    available = set(ex.input) | {"input"} if isinstance(ex.input, dict) else {"input"}
+    missing = sorted(variables - available)
+    if missing:
+        raise TollgateInputError(
+            f"the prompt template uses {{{{ {missing[0]} }}}}, which this example's input does not have "
+            f"(it has: {', '.join(sorted(available - {'input'})) or 'plain text only'}).",
+            file=path, line=ex.line, field=f"input.{missing[0]}")
+    if entry.task != "choice":
+        return
+    if entry.choices_field is not None:
+        opts = ex.input.get(entry.choices_field) if isinstance(ex.input, dict) else None
+        if not (isinstance(opts, list) and len(opts) >= 2 and all(isinstance(o, str) for o in opts)):
+            raise TollgateInputError("must be a list of at least two option strings.", file=path, line=ex.line,
+                                     field=f"input.{entry.choices_field}")
+    else:
+        opts = entry.choices
+    exp = ex.expected
+    if isinstance(exp, int) and not isinstance(exp, bool):
+        if not 0 <= exp < len(opts):
+            raise TollgateInputError(f"index {exp} is outside the {len(opts)} options.", file=path,
+                                     line=ex.line, field="expected")
+    elif not (isinstance(exp, str) and exp in opts):
+        raise TollgateInputError(f"must be one of the options or an index into them; got {exp!r}.",
+                                 file=path, line=ex.line, field="expected")
+
+
+def suite_headers(suite_dirs: list[Path]) -> dict[str, Path]:
+    """Suite name -> folder, for every suite of the project; duplicate names are an error."""
+    out: dict[str, Path] = {}
+    for d in suite_dirs:
+        entry, doc = read_suite_header(d)
+        name = entry.name or d.name
+        if name in out:
+            raise TollgateInputError(f"suite name '{name}' is also used by {out[name]}.", file=doc.path,
+                                     line=doc.line_of(("name",)), field="name")
+        out[name] = d
+    return out
