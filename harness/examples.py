@@ -157,11 +157,11 @@ def _schema_error(path: Path, fc: Any, lines: list[int], rows: list[tuple[int, d
             problems.append((lines[int(idx)], str(col), f"{check}; got {case!r}."))
         else:
             problems.append((lines[0], str(col), f"{check}."))
-    problems.sort()
+    problems = sorted(set(problems))
     ln, field, msg = problems[0]
     if len(problems) > 1:
-        rest = "; ".join(f"line {p[0]} field '{p[1]}'" for p in problems[1:4])
-        more = f" and {len(problems) - 4} more" if len(problems) > 4 else ""
+        rest = "; ".join(f"line {p[0]} field '{p[1]}': {p[2].rstrip('.')}" for p in problems[1:3])
+        more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
         msg += f" Also: {rest}{more}."
     return TollgateInputError(msg, file=path, line=ln, field=field)
 

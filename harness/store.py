@@ -199,14 +199,15 @@ def start_run(con: Any, *, run_id: str, model: str, fingerprint: str, suite: str
          n_examples, utcnow(), socket.gethostname(), os.getpid()])
 
 
-def finish_run(con: Any, run_id: str, status: str, duration_s: float) -> None:
+def finish_run(con: Any, run_id: str, status: str, duration_s: float | None) -> None:
+    """Close a run: its status, and counts taken from what is really stored for it."""
     con.execute(
-        """UPDATE runs SET status = ?, finished_at = ?, duration_s = ?,
+        """UPDATE runs SET status = ?, finished_at = CASE WHEN ? THEN ? END, duration_s = ?,
                n_done = (SELECT count(*) FROM results WHERE run_id = ?),
                n_cached = (SELECT count(*) FILTER (WHERE cached) FROM results WHERE run_id = ?),
                n_errors = (SELECT count(*) FILTER (WHERE error IS NOT NULL) FROM results WHERE run_id = ?)
            WHERE run_id = ?""",
-        [status, utcnow(), duration_s, run_id, run_id, run_id, run_id])
+        [status, duration_s is not None, utcnow(), duration_s, run_id, run_id, run_id, run_id])
 
 
 def mark_dead_runs(con: Any) -> int:
@@ -215,7 +216,7 @@ def mark_dead_runs(con: Any) -> int:
     rows = con.execute("SELECT run_id, pid FROM runs WHERE status = 'running' AND host = ?", [host]).fetchall()
     dead = [rid for rid, pid in rows if pid is not None and not _pid_alive(pid)]
     for rid in dead:
-        con.execute("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [rid])
+        finish_run(con, rid, "interrupted", None)
     return len(dead)
 
 

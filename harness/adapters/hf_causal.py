@@ -44,6 +44,29 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:cut]
 
 
+def _stop_criteria(tok, prompt_width: int, stops: Sequence[str]):
+    """Stop a row once its *generated* text holds a stop sequence.
+
+    transformers' own ``stop_strings`` also matches across the prompt boundary (a prompt ending
+    in ':' and a first new token ':' "contain" '::'), stopping answers that have not started;
+    OpenAI-style APIs look at the completion only, and so do we. Each step decodes only the
+    newest tokens, enough to hold the longest stop sequence.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    window = max(len(s) for s in stops) + 2
+
+    class StopInCompletion(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            gen = input_ids[:, prompt_width:]
+            tail = gen[:, -window:].tolist()
+            done = [any(s in tok.decode(row, skip_special_tokens=True) for s in stops) for row in tail]
+            return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopInCompletion()])
+
+
 class HFCausalModel:
     def __init__(self, cfg: ModelConfig) -> None:
         import torch
@@ -95,7 +118,7 @@ class HFCausalModel:
             else:
                 kwargs.update(do_sample=False)
             if settings.stop:
-                kwargs.update(stop_strings=list(settings.stop), tokenizer=tok)
+                kwargs.update(stopping_criteria=_stop_criteria(tok, width, settings.stop))
             t0 = time.perf_counter()
             with torch.inference_mode():
                 gen = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
+from pydantic import Field
+
 from harness.adapters.base import (
     Generation,
     GenerationSettings,
@@ -38,10 +40,15 @@ class OpenAIOptions(StrictOptions):
     api: Literal["chat", "completions"] = "chat"
     api_key_env: str | None = None
     system_prompt: str | None = None
-    timeout_s: float = 30.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    concurrency: int = 4
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
+    backoff_s: float = Field(0.5, ge=0)
+    max_retry_after_s: float = Field(60.0, ge=0)
+    concurrency: int = Field(4, ge=1, le=256)
+
+
+def _int_or_none(v: Any) -> int | None:
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 class _FatalError(Exception):
@@ -93,11 +100,13 @@ class OpenAIModel:
             data = r.json()
             choice = data["choices"][0]
             text = choice["message"]["content"] if self.opts.api == "chat" else choice["text"]
+            if text is not None and not isinstance(text, str):
+                raise TypeError(f"content is a {type(text).__name__}, not text")
         except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise _FatalError(f"malformed response ({type(exc).__name__}): {r.text[:200]}") from None
-        usage = data.get("usage") or {}
-        return Generation(text=text or "", latency_ms=ms, prompt_tokens=usage.get("prompt_tokens"),
-                          completion_tokens=usage.get("completion_tokens"))
+            raise _FatalError(f"malformed response ({type(exc).__name__}: {exc}): {r.text[:200]}") from None
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return Generation(text=text or "", latency_ms=ms, prompt_tokens=_int_or_none(usage.get("prompt_tokens")),
+                          completion_tokens=_int_or_none(usage.get("completion_tokens")))
 
     def _request(self, prompt: str, s: GenerationSettings) -> Generation:
         body = self._payload(prompt, s)
@@ -113,14 +122,17 @@ class OpenAIModel:
             except _FatalError as exc:
                 last = str(exc)
                 break
-            except (httpx.TimeoutException, httpx.TransportError, httpx.HTTPStatusError) as exc:
+            except httpx.DecodingError as exc:
+                last = f"undecodable response: {exc}"
+                break
+            except (httpx.RequestError, httpx.HTTPStatusError) as exc:
                 last = f"{type(exc).__name__}: {exc}"
                 if attempt == self.opts.max_retries:
                     break
                 delay = self.opts.backoff_s * (2 ** attempt) * (0.5 + random.random())
                 resp = getattr(exc, "response", None)
                 if resp is not None and resp.headers.get("retry-after", "").isdigit():
-                    delay = max(delay, float(resp.headers["retry-after"]))
+                    delay = max(delay, min(float(resp.headers["retry-after"]), self.opts.max_retry_after_s))
                 time.sleep(delay)
         ms = (time.perf_counter() - t_start) * 1000
         return Generation(text=None, latency_ms=ms, error=last, details={"attempts": attempt + 1})

@@ -55,12 +55,16 @@ def json_valid(strict: bool = False, object_only: bool = True) -> CheckFn:
 
 
 def _norm_value(v: Any, normalize: bool) -> Any:
+    """Comparable form of a field value: numbers by value (5 == 5.0), text normalised, null as None."""
     if v is None or (isinstance(v, str) and not v.strip()):
         return None
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, (int, float)):
+        return ("num", float(v))
     if isinstance(v, (dict, list)):
-        return json.dumps(v, sort_keys=True)
-    text = v if isinstance(v, str) else json.dumps(v)
-    return normalize_text(text) if normalize else text.strip()
+        return ("json", json.dumps(v, sort_keys=True))
+    return normalize_text(v) if normalize else v.strip()
 
 
 @register_check("json_fields")
@@ -81,6 +85,8 @@ def json_fields(fields: list[str] | None = None, normalize: bool = True) -> Chec
         if not isinstance(s.expected, dict):
             return CheckResult(0.0, False, "expected value is not a JSON object")
         names = fields or sorted(s.expected)
+        if not names:
+            return CheckResult(0.0, False, "the expected object has no fields to compare")
         obj, err = parse_json_output(s.output)
         got = obj if isinstance(obj, dict) else {}
         per: dict[str, float] = {}
@@ -105,7 +111,7 @@ def json_fields(fields: list[str] | None = None, normalize: bool = True) -> Chec
             reason = "; ".join(shown) + (f"; +{len(wrong) - 3} more" if len(wrong) > 3 else "")
         else:
             reason = ""
-        return CheckResult(score, not wrong and err is None, reason, metrics=per,
+        return CheckResult(score, not wrong and isinstance(obj, dict), reason, metrics=per,
                            counts={"tp": tp, "fp": fp, "fn": fn})
 
     return check

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import math
 import re
-import string
 import unicodedata
 from typing import Any
 
 from harness.checks._base import CheckFn, CheckResult, Sample, register_check
 from harness.errors import TollgateInputError
 
-_PUNCT = str.maketrans("", "", string.punctuation)
-_NUMBER = re.compile(r"[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"[-+]?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 def normalize_text(text: str) -> str:
-    """Case, accents-as-composed, punctuation and whitespace do not change the answer's meaning."""
-    text = unicodedata.normalize("NFKC", text).casefold().translate(_PUNCT)
+    """Case, Unicode form, punctuation and spacing do not change the meaning (SQuAD-style).
+
+    Punctuation is removed whatever its script, curly quotes included, so "It’s" == "It's".
+    """
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = "".join(ch for ch in text if not unicodedata.category(ch).startswith("P"))
     return " ".join(text.split())
 
 
@@ -68,6 +70,8 @@ def contains(value: str | None = None, ignore_case: bool = False) -> CheckFn:
 
     def check(s: Sample) -> CheckResult:
         needle = _as_str(value if value is not None else s.expected)
+        if not needle:
+            return CheckResult(0.0, False, "nothing to look for: the expected value is empty")
         hay = s.output
         if ignore_case:
             needle, hay = needle.casefold(), hay.casefold()

@@ -1,0 +1,90 @@
+"""Shared fixtures: offline mode, tiny real models, throw-away projects, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_dir(tmp_path_factory) -> Path:
+    from tiny_models import build_causal
+
+    return build_causal(tmp_path_factory.mktemp("models") / "causal")
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier_dir(tmp_path_factory) -> Path:
+    from tiny_models import build_classifier
+
+    return build_classifier(tmp_path_factory.mktemp("models") / "classifier")
+
+
+@dataclass
+class CliResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> CliResult:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    p = subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return CliResult(p.returncode, p.stdout, p.stderr)
+
+
+def write_suite(root: Path, name: str, examples: list[dict], *, kind: str = "heldout", task: str = "generate",
+                extra: str = "", prompt: str = "{{ input }}") -> Path:
+    d = root / "suites" / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "suite.yaml").write_text(f"name: {name}\nkind: {kind}\ntask: {task}\nprompt: {json.dumps(prompt)}\n"
+                                  + textwrap.dedent(extra))
+    (d / "examples.jsonl").write_text("".join(json.dumps(e) + "\n" for e in examples))
+    return d
+
+
+def write_project(root: Path, models: str, suites: str = "  - suites/*\n") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    p = root / "tollgate.yaml"
+    p.write_text("store: .tollgate/tollgate.duckdb\nmodels:\n" + models + "suites:\n" + suites)
+    return p
+
+
+ECHO_MODEL = """\
+  echo:
+    adapter: python
+    options: {callable: "mymodels:echo"}
+"""
+
+
+@pytest.fixture
+def echo_project(tmp_path) -> Path:
+    """A project with a python 'echo' model (answers the last word of the prompt) and one suite."""
+    (tmp_path / "mymodels.py").write_text(textwrap.dedent("""\
+        import os, time
+        def echo(prompt):
+            delay = float(os.environ.get("ECHO_DELAY", "0"))
+            if delay:
+                time.sleep(delay)
+            if "FAIL" in prompt:
+                raise RuntimeError("endpoint timed out")
+            return prompt.split()[-1]
+        """))
+    write_project(tmp_path, ECHO_MODEL)
+    write_suite(tmp_path, "words", [{"id": f"e{i}", "input": f"say w{i}", "expected": f"w{i}" if i % 4 else "x"}
+                                    for i in range(20)], extra="checks: [exact_match]\n")
+    return tmp_path
