@@ -87,7 +87,7 @@ def test_unknown_model_lists_the_known_ones(project, capsys):
 
 
 def test_unknown_suite_is_rejected(project, capsys):
-    expect_rejected(project, capsys, RUN + ["--suite", "nope"], "unknown suite 'nope'", "good")
+    expect_rejected(project, capsys, [*RUN, "--suite", "nope"], "unknown suite 'nope'", "good")
 
 
 def test_malformed_suite_yaml(project, capsys):
@@ -171,7 +171,7 @@ def test_choice_task_on_a_model_without_loglikelihood(project, capsys):
     (project / "tollgate.yaml").write_text((project / "tollgate.yaml").read_text().replace(
         'options: {callable: "mymodels:echo"}', 'url: http://127.0.0.1:9/v1\n    adapter: openai\n'
         '    options: {model: m}').replace("    adapter: python\n", ""))
-    expect_rejected(project, capsys, RUN[:2] + ["echo", "--suite", "bad", "--no-progress"],
+    expect_rejected(project, capsys, [*RUN[:2], "echo", "--suite", "bad", "--no-progress"],
                     "choice task", "loglikelihood", "does not provide it")
 
 

@@ -1,0 +1,35 @@
+# The two commands of the README. Both set up .venv first (torch's CPU build before anything
+# else, so no dependency pulls a multi-GB CUDA build), then do their job.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# torch 2.13.0 is the CPU build on this project's machines; elsewhere, e.g.
+#   make TORCH="torch --index-url https://download.pytorch.org/whl/cpu" test
+TORCH  ?= torch==2.13.0
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+
+.PHONY: setup demo test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/tollgate init demo --force
+	cd demo && ../$(VENV)/bin/tollgate validate && ../$(VENV)/bin/tollgate run --model rules
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) demo .pytest_cache .ruff_cache
