@@ -21,7 +21,7 @@ from typing import Any
 from harness import store as st
 from harness.adapters import adapters
 from harness.adapters.base import Generation, GenerationSettings, Model, ModelConfig
-from harness.checks import CheckResult, Sample
+from harness.checks import CheckResult, Sample, pick_choice
 from harness.errors import TollgateInputError
 from harness.examples import Example
 from harness.hashing import hash_obj
@@ -119,23 +119,20 @@ def _answer(model: Model, suite: Suite, items: list[_Item], settings: Generation
             progress: Callable[[int], None]) -> list[Generation]:
     if suite.task == "generate":
         return model.generate([it.prompt for it in items], settings, progress=progress)
-    pairs, owners = [], []
-    for k, it in enumerate(items):
-        for c in it.choices or []:
-            pairs.append((it.prompt, suite.spec.target_delimiter + c))
-            owners.append(k)
+    pairs, spans = [], []
+    for it in items:
+        spans.append((len(pairs), len(pairs) + len(it.choices or [])))
+        pairs.extend((it.prompt, suite.spec.target_delimiter + c) for c in it.choices or [])
     lls = model.loglikelihood(pairs)
     out = []
-    for k, it in enumerate(items):
-        mine = [ll for ll, o in zip(lls, owners, strict=True) if o == k]
+    for it, (a, b) in zip(items, spans, strict=True):
+        mine = lls[a:b]
         err = next((ll.error for ll in mine if ll.error), None)
         lps = [ll.logprob for ll in mine]
         if err:
             out.append(Generation(None, sum(ll.latency_ms for ll in mine), error=err))
             continue
-        best = max(range(len(lps)), key=lambda i: (lps[i], -i))
-        out.append(Generation(it.choices[best], sum(ll.latency_ms for ll in mine),
-                              prompt_tokens=None, completion_tokens=None,
+        out.append(Generation(it.choices[pick_choice(lps, it.choices)], sum(ll.latency_ms for ll in mine),
                               details={"logprobs": lps, "is_greedy": [ll.is_greedy for ll in mine],
                                        "n_tokens": [ll.n_tokens for ll in mine]}))
     progress(len(items))
