@@ -57,14 +57,9 @@ def test_second_run_is_served_entirely_from_the_cache(echo_project, monkeypatch,
 def test_changed_checks_rescore_stored_answers_without_calling_the_model(echo_project, monkeypatch, capsys):
     monkeypatch.chdir(echo_project)
     _run_json(capsys)
-    # Break the model: if the runner called it, every example would error.
-    (echo_project / "mymodels.py").write_text((echo_project / "mymodels.py").read_text()
-                                              + "\n_orig = echo\ndef echo(p):\n    raise SystemExit('called')\n")
-    # ... but the model file is part of the python model's fingerprint, so restore it and change checks only.
-    (echo_project / "mymodels.py").write_text((echo_project / "mymodels.py").read_text().split("\n_orig")[0] + "\n")
     suite = echo_project / "suites" / "words" / "suite.yaml"
     suite.write_text(suite.read_text().replace("checks: [exact_match]", "checks: [exact_match, contains]"))
-    monkeypatch.setenv("ECHO_DELAY", "5")  # a call to the model would take 100 s
+    monkeypatch.setenv("ECHO_DELAY", "5")  # were the model called, 20 examples would take 100 s
     t0 = time.perf_counter()
     rows = _run_json(capsys)
     assert time.perf_counter() - t0 < 5
