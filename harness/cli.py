@@ -176,7 +176,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", help="only runs of this stage")
     s.add_argument("--format", choices=("table", "json", "csv"), default="table")
     s.set_defaults(func=cmd_results)
+
+    for add_parser in _plugin_commands():
+        add_parser(sub)
     return p
+
+
+def _plugin_commands() -> list[Any]:
+    """Commands contributed by the packages above the core (the demo, rollout, the dashboard).
+
+    They register under the ``tollgate.commands`` entry point group, so ``harness`` never imports
+    them; each entry is a cheap ``add_parser(subparsers)`` whose command imports its work lazily.
+    """
+    from importlib.metadata import entry_points
+
+    return [ep.load() for ep in sorted(entry_points(group="tollgate.commands"), key=lambda e: e.name)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,8 @@ def _num(x: float | None) -> float | None:
 def _metric_order(name: str) -> tuple[int, str]:
     if name == "pass":
         return (0, name)
+    if name == "latency_ms":
+        return (3, name)
     return (2 if "." in name else 1, name)
 
 

@@ -342,14 +342,18 @@ def latest_runs(con: Any, model: str | None = None, suites: list[str] | None = N
 def metric_values(con: Any, run_ids: list[str]) -> dict[str, Any]:
     """Per-example metric values of these runs as numpy columns: run_id, metric, value, counts.
 
-    The example-level verdict (every check passed) comes as the metric ``pass``.
+    The example-level verdict (every check passed) comes as the metric ``pass``, and the time the
+    model took per example as ``latency_ms``.
     """
     return con.execute("""
         SELECT run_id, metric, value, counts FROM scores WHERE list_contains(?, run_id)
         UNION ALL
         SELECT run_id, 'pass', passed::DOUBLE, NULL FROM results
         WHERE list_contains(?, run_id) AND error IS NULL
-        ORDER BY run_id, metric""", [run_ids, run_ids]).fetchnumpy()
+        UNION ALL
+        SELECT run_id, 'latency_ms', latency_ms, NULL FROM results
+        WHERE list_contains(?, run_id) AND error IS NULL AND latency_ms IS NOT NULL
+        ORDER BY run_id, metric""", [run_ids, run_ids, run_ids]).fetchnumpy()
 
 
 def schema_version(con: Any) -> int:

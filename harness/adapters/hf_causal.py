@@ -68,27 +68,35 @@ def _stop_criteria(tok, prompt_width: int, stops: Sequence[str]):
 
 
 class HFCausalModel:
-    def __init__(self, cfg: ModelConfig) -> None:
+    """Batched generation and log-likelihoods over a loaded model (from disk, or in memory while training)."""
+
+    def __init__(self, model, tokenizer, opts: HFCausalOptions | None = None) -> None:
+        import torch
+
+        self.torch = torch
+        self.opts = opts or HFCausalOptions()
+        self.model = model
+        self.tokenizer = tok = tokenizer
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
+        tok.padding_side = "left"
+        conf = model.config
+        self.max_length = (self.opts.max_length or getattr(conf, "max_position_embeddings", None)
+                           or getattr(conf, "n_positions", None) or 2048)
+        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+
+    @classmethod
+    def load(cls, cfg: ModelConfig) -> HFCausalModel:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         opts: HFCausalOptions = cfg.options
         set_threads(opts.threads)
         check_weights(cfg)
-        self.torch = torch
-        self.opts = opts
-        self.tokenizer = load_pretrained(AutoTokenizer, cfg)
-        dtype = getattr(torch, opts.dtype)
-        self.model = load_pretrained(AutoModelForCausalLM, cfg, dtype=dtype)
-        self.model.eval()
-        tok = self.tokenizer
-        if tok.pad_token_id is None:
-            tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
-        tok.padding_side = "left"
-        conf = self.model.config
-        self.max_length = (opts.max_length or getattr(conf, "max_position_embeddings", None)
-                           or getattr(conf, "n_positions", None) or 2048)
-        self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+        tokenizer = load_pretrained(AutoTokenizer, cfg)
+        model = load_pretrained(AutoModelForCausalLM, cfg, dtype=getattr(torch, opts.dtype))
+        model.eval()
+        return cls(model, tokenizer, opts)
 
     # -- generation -------------------------------------------------------------------------
     def generate(self, prompts: Sequence[str], settings: GenerationSettings,
@@ -198,4 +206,4 @@ def _fingerprint(cfg: ModelConfig) -> str:
 @register_adapter("hf-causal", options=HFCausalOptions, fingerprint=_fingerprint,
                   capabilities=("generate", "loglikelihood"))
 def load_hf_causal(cfg: ModelConfig) -> HFCausalModel:
-    return HFCausalModel(cfg)
+    return HFCausalModel.load(cfg)

@@ -1,0 +1,158 @@
+"""``tollgate demo``: the claims-extraction case end to end, one stage after another.
+
+An insurance company fine-tuned a small model to pull five fields out of claim documents and
+must decide whether it may replace the model in production. Each stage below is one step a
+team would take; later parts of Tollgate (gates, baselines, QA suites, rollout, dashboard) add
+their stage here.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from demo.data import FIELDS, DemoData, generate, write_jsonl
+from demo.train import PROMPT, Recipe
+
+WEIGHTS = Path(__file__).parent / "weights"
+MODELS = {  # name -> (role, training data file, what it is)
+    "base": ("base", None, "pre-trained on claim documents only; never saw the extraction task"),
+    "production": ("production", "data/train.jsonl", "last quarter's fine-tune: the same recipe, stopped early"),
+    "candidate": ("candidate", "data/train.jsonl", "this quarter's fine-tune, best checkpoint on validation"),
+    "overfit": ("other", "data/overfit_train.jsonl", "a fine-tune trained for many epochs on 200 examples"),
+}
+SUITES = {  # name -> (kind, description)
+    "train_sample": ("train_sample", "200 documents drawn from the training data"),
+    "validation": ("validation", "the split the candidate's early stopping watched"),
+    "heldout": ("heldout", "new documents, new claimant names"),
+    "edge": ("edge", "legal wording, missing fields, two dates, OCR noise, non-ASCII names, long documents, "
+                     "prompt injection"),
+}
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- stage 1: data ------------------------------------------------------------------------------------
+def write_data(root: Path, data: DemoData) -> None:
+    """The training data, the raw export it came from, and the suites, as QA would keep them."""
+    write_jsonl(root / "data" / "train.jsonl", data.train)
+    write_jsonl(root / "data" / "raw_claims.jsonl", data.raw)
+    write_jsonl(root / "data" / "overfit_train.jsonl", data.train_sample)
+    rows = {"train_sample": data.train_sample, "validation": data.validation, "heldout": data.heldout,
+            "edge": data.edge}
+    for name, (kind, description) in SUITES.items():
+        d = root / "suites" / name
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "suite.yaml").write_text(
+            f"name: {name}\nkind: {kind}\ntask: generate\ndescription: {description}\n"
+            f"prompt: {PROMPT!r}\n".replace("'", '"')
+            + "checks:\n  - json_valid\n  - json_fields:\n      fields: [" + ", ".join(FIELDS) + "]\n"
+            + "tags: [claims]\n", encoding="utf-8")
+        write_jsonl(d / "examples.jsonl", rows[name])
+
+
+def write_project(root: Path) -> None:
+    lines = ["# The claims-extraction demo, written by 'tollgate demo'.", "store: .tollgate/tollgate.duckdb",
+             "models:"]
+    for name, (role, training, what) in MODELS.items():
+        lines += [f"  {name}:  # {what}", "    adapter: hf-causal", f"    path: models/{name}", f"    role: {role}"]
+        if training:
+            lines.append(f"    training_data: {training}")
+        lines += ["    generation: {max_new_tokens: 96, temperature: 0}", "    options: {batch_size: 32}"]
+    lines += ["suites:", "  - suites/*", ""]
+    (root / "tollgate.yaml").write_text("\n".join(lines), encoding="utf-8")
+
+
+# -- stage 2: models ----------------------------------------------------------------------------------
+def install_models(root: Path, rebuild: bool, scale: float, data: DemoData) -> float:
+    """Copy the shipped weights, or train all four from scratch (``--rebuild``). Returns seconds spent."""
+    t0 = time.perf_counter()
+    target = root / "models"
+    if rebuild:
+        from demo.train import build_models
+
+        recipe = Recipe() if scale == 1.0 else Recipe().scaled(scale)
+        say(f"Training four models from scratch (recipe scale {scale}); at full scale this takes ~25 minutes.")
+        shutil.rmtree(target, ignore_errors=True)
+        build_models(data.train, data.validation, data.train_sample[: recipe.overfit_examples], target, recipe)
+    elif not all((target / m / "model.safetensors").exists() for m in MODELS):
+        if not all((WEIGHTS / m / "model.safetensors").exists() for m in MODELS):
+            from harness.errors import TollgateInputError
+
+            raise TollgateInputError("the shipped demo weights are missing; run 'tollgate demo --rebuild'.",
+                                     file=WEIGHTS)
+        for m in MODELS:
+            shutil.copytree(WEIGHTS / m, target / m, dirs_exist_ok=True)
+    return time.perf_counter() - t0
+
+
+# -- stage 3: evaluate every model on every suite ------------------------------------------------------
+def evaluate(root: Path, show_progress: bool = True) -> list[Any]:
+    from harness.project import load_project
+    from harness.report import stored_results
+    from harness.runner import run_suites
+    from harness.store import Store
+    from harness.suites import load_suite
+
+    project = load_project(root / "tollgate.yaml")
+    suites = [load_suite(d) for d in project.suite_dirs]
+    store = Store(project.store_path)
+    for model in MODELS:
+        run_suites(project, model, suites, store, show_progress=show_progress)
+    return stored_results(store)
+
+
+def results_table(rows: list[Any]) -> Any:
+    """Per model and suite: field accuracy and all-fields-right with 95% CIs, JSON validity, latency."""
+    from rich.table import Table
+
+    by = {(r.model, r.suite, r.metric): r for r in rows}
+    t = Table(title="Claims extraction: every model on every suite (95% confidence intervals)",
+              title_justify="left")
+    for col in ("model", "suite", "field accuracy", "all 5 fields right", "valid JSON", "n", "ms/example"):
+        t.add_column(col, justify="left" if col in ("model", "suite") else "right", no_wrap=True)
+    for model in MODELS:
+        for suite in SUITES:
+            fa, ok, js = (by.get((model, suite, m)) for m in ("json_fields", "pass", "json_valid"))
+            lat = by.get((model, suite, "latency_ms"))
+            if fa is None:
+                continue
+            t.add_row(model if suite == "train_sample" else "", suite, _ci(fa.estimate), _ci(ok.estimate),
+                      f"{js.estimate.value:.2f}", str(fa.estimate.n),
+                      f"{lat.estimate.value:.0f}" if lat else "—")
+        t.add_section()
+    return t
+
+
+def _ci(e: Any) -> str:
+    return f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
+
+
+def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_progress: bool = True,
+             seed: int = 7, small: bool = False) -> list[Any]:
+    """All stages; returns the stored result rows (the printed table is made from them)."""
+    from rich.console import Console
+
+    t0 = time.perf_counter()
+    root = directory.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    if rebuild:
+        shutil.rmtree(root / ".tollgate", ignore_errors=True)
+    sizes = dict(n_train=200, n_validation=16, n_heldout=16, n_train_sample=16, edge_per_kind=1) if small else {}
+    data = generate(seed=seed, **sizes)
+    say(f"[1/3] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
+        f"validation ({len(data.validation)}), heldout ({len(data.heldout)}), edge ({len(data.edge)}) in {root}")
+    write_data(root, data)
+    write_project(root)
+    spent = install_models(root, rebuild, scale, data)
+    say(f"[2/3] models: base, production, candidate, overfit ready in {spent:.0f} s")
+    say("[3/3] evaluating every model on every suite (cached results are reused)")
+    rows = evaluate(root, show_progress)
+    Console(width=110).print(results_table(rows))
+    say(f"demo finished in {time.perf_counter() - t0:.0f} s; explore with: cd {directory} && tollgate results")
+    return rows

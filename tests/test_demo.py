@@ -1,0 +1,120 @@
+"""The demo: a deterministic generator, suites that validate, and models whose numbers are measured."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from demo.data import FIELDS, generate
+from demo.stages import MODELS, SUITES, WEIGHTS, write_data, write_project
+from demo.train import Recipe
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_writes_identical_files_and_another_seed_does_not(tmp_path):
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        write_data(tmp_path / name, generate(seed=seed, n_train=300))
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+    assert _digest(tmp_path / "a") != _digest(tmp_path / "c")
+
+
+def test_documents_hold_the_values_they_are_labelled_with():
+    data = generate(n_train=400)
+    for row in data.train + data.heldout:
+        doc, exp = row["input"]["document"], row["expected"]
+        assert set(exp) == set(FIELDS)
+        for field in ("claimant_name", "policy_number", "injury_type", "damage_description"):
+            assert exp[field] in doc, (field, doc)
+        assert len(doc.split()) >= 25
+
+
+def test_heldout_names_are_new_combinations_from_the_same_pools():
+    data = generate()
+    train_names = {r["expected"]["claimant_name"] for r in data.train}
+    held = [r["expected"]["claimant_name"] for r in data.heldout]
+    assert len(held) == 300 and not set(held) & train_names
+    first_names = {n.split()[0] for n in train_names}
+    assert all(n.split()[0] in first_names for n in held)
+
+
+def test_edge_suite_covers_every_hard_case_and_missing_fields_expect_null():
+    edge = generate().edge
+    kinds = {t for r in edge for t in r["tags"]}
+    assert {"legalese", "missing-field", "two-dates", "ocr-noise", "non-ascii-name", "long-document",
+            "prompt-injection"} <= kinds
+    missing = [r for r in edge if "missing-field" in r["tags"]]
+    assert all(sum(v is None for v in r["expected"].values()) == 1 for r in missing)
+    assert max(len(r["input"]["document"].split()) for r in edge) > 250
+    assert any(not r["expected"]["claimant_name"].isascii() for r in edge if "non-ascii-name" in r["tags"])
+
+
+def test_raw_export_holds_duplicates_and_one_conflicting_label():
+    data = generate()
+    docs = [r["input"]["document"] for r in data.raw]
+    assert len(docs) - len(set(docs)) == 4  # three exact duplicates and one relabelled twin
+    by_doc: dict[str, set[str]] = {}
+    for r in data.raw:
+        by_doc.setdefault(r["input"]["document"], set()).add(json.dumps(r["expected"], sort_keys=True))
+    assert sum(len(v) > 1 for v in by_doc.values()) == 1
+
+
+def test_demo_project_and_suites_validate(tmp_path):
+    data = generate(n_train=200, n_validation=10, n_heldout=10, n_train_sample=10, edge_per_kind=1)
+    write_data(tmp_path, data)
+    write_project(tmp_path)
+    for m in MODELS:
+        (tmp_path / "models" / m).mkdir(parents=True)
+    res = run_cli("validate", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert f"{len(MODELS)} model(s), {len(SUITES)} suite(s)" in res.stdout
+
+
+def test_shipped_weights_were_built_by_the_current_recipe():
+    for m in MODELS:
+        meta = json.loads((WEIGHTS / m / "build.json").read_text())
+        assert meta["recipe"] == asdict(Recipe()), f"{m}: recipe changed; rebuild with python -m demo.build"
+        assert (WEIGHTS / m / "model.safetensors").stat().st_size < 4_000_000
+
+
+def test_scaled_down_demo_trains_and_evaluates_end_to_end(tmp_path):
+    res = run_cli("demo", "--dir", str(tmp_path / "d"), "--rebuild", "--scale", "0.02", "--small", "--no-progress",
+                  cwd=tmp_path, timeout=240)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "field accuracy" in res.stdout and "overfit" in res.stdout
+    rows = json.loads(run_cli("results", "--format", "json", cwd=tmp_path / "d").stdout)
+    runs = {(r["model"], r["suite"]) for r in rows}
+    assert runs == {(m, s) for m in MODELS for s in SUITES}
+    assert all(r["errors"] == 0 for r in rows)
+
+
+@pytest.fixture(scope="module")
+def full_demo(tmp_path_factory):
+    """The README's demo on the shipped weights: every number below is measured by running the models."""
+    d = tmp_path_factory.mktemp("demo") / "tollgate-demo"
+    res = run_cli("demo", "--dir", str(d), "--no-progress", cwd=d.parent, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(run_cli("results", "--format", "json", cwd=d).stdout)
+    return res, {(r["model"], r["suite"], r["metric"]): r for r in rows}
+
+
+def test_candidate_beats_production_on_heldout_field_accuracy(full_demo):
+    _, by = full_demo
+    cand, prod = by["candidate", "heldout", "json_fields"], by["production", "heldout", "json_fields"]
+    assert cand["value"] > prod["value"]
+    assert cand["ci_low"] > prod["ci_high"], "the difference should be clear, not noise"
+
+
+def test_overfit_model_shows_a_clear_train_heldout_gap(full_demo):
+    _, by = full_demo
+    train, held = by["overfit", "train_sample", "json_fields"], by["overfit", "heldout", "json_fields"]
+    assert train["ci_low"] > held["ci_high"]
+    assert by["base", "heldout", "json_valid"]["value"] < 0.5, "the base model never learned the task"
