@@ -73,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     project = _project(args)
     project.model(args.model)
-    check_model_paths(project)
+    check_model_paths(project, only=args.model)
     suites = _load_suites(project, args.suite)
     store = Store(project.store_path)
     outcomes = run_suites(project, args.model, suites, store, stage=args.stage,

@@ -134,7 +134,7 @@ def validate_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> list[Ex
         raise _schema_error(path, exc.failure_cases, lines, rows) from None
     examples = []
     for (ln, obj), rec in zip(rows, df.to_dict("records"), strict=True):
-        tags = tuple(rec.get("tags") or ())
+        tags = tuple(obj.get("tags") or ())
         ex_id = str(rec["id"])
         examples.append(Example(id=ex_id, input=obj["input"], expected=obj["expected"], tags=tags, line=ln,
                                 hash=hash_obj({"id": ex_id, "input": obj["input"], "expected": obj["expected"],
@@ -153,6 +153,9 @@ def _schema_error(path: Path, fc: Any, lines: list[int], rows: list[tuple[int, d
             dup_lines = [lines[i] for i, (_, obj) in enumerate(rows) if str(obj.get("id")) == str(case)]
             problems.append((dup_lines[-1] if dup_lines else lines[0], "id",
                              f"duplicate id {case!r} (lines {', '.join(map(str, dup_lines))}); ids must be unique."))
+        elif check == "not_nullable":
+            problems.append((lines[int(idx)] if idx is not None and idx == idx else lines[0], str(col),
+                             "must not be null."))
         elif idx is not None and idx == idx:  # not NaN
             problems.append((lines[int(idx)], str(col), f"{check}; got {case!r}."))
         else:

@@ -146,9 +146,11 @@ def load_project(path: Path) -> Project:
                    training_data=training, suite_dirs=suite_dirs, doc=doc)
 
 
-def check_model_paths(project: Project) -> None:
-    """Model directories and training files must exist; separate so ``init`` can scaffold first."""
+def check_model_paths(project: Project, only: str | None = None) -> None:
+    """Model directories and training files must exist (of every model, or of ``only`` that one)."""
     for name, cfg in project.models.items():
+        if only is not None and name != only:
+            continue
         loc = ("models", name)
         if cfg.path is not None and not cfg.path.exists():
             raise TollgateInputError(f"model path {cfg.path} does not exist.", file=project.path,

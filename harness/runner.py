@@ -73,10 +73,10 @@ def plan(suite: Suite, fingerprint: str, settings: GenerationSettings) -> list[_
             choices = suite.choices_for(ex)
             target = suite.target_index(ex)
             okey = hash_obj("choice", fingerprint, prompt, choices, suite.spec.target_delimiter)
-            items.append(_Item(ex, okey, hash_obj(okey, target, checks), prompt, choices, target))
+            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, target, checks), prompt, choices, target))
         else:
             okey = hash_obj("generate", fingerprint, prompt, settings.as_dict())
-            items.append(_Item(ex, okey, hash_obj(okey, ex.expected, checks), prompt))
+            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, checks), prompt))
     return items
 
 
@@ -177,7 +177,7 @@ class ModelHandle:
 
 def check_capability(handle: ModelHandle, suite: Suite) -> None:
     need = "loglikelihood" if suite.task == "choice" else "generate"
-    if need not in handle.spec.capabilities:
+    if need not in handle.spec.capabilities_of(handle.cfg):
         raise TollgateInputError(
             f"suite '{suite.name}' is a {suite.task} task, which needs {need}; adapter "
             f"'{handle.cfg.adapter}' of model '{handle.cfg.name}' does not provide it.",
@@ -192,6 +192,8 @@ def run_suites(project: Project, model_name: str, suites: list[Suite], store: st
                stage: str | None = None, show_progress: bool = True,
                commit_every: int = DEFAULT_COMMIT_EVERY) -> list[RunOutcome]:
     """Evaluate one model on the given (already validated) suites; returns one outcome per suite."""
+    if commit_every < 1:
+        raise TollgateInputError(f"must be at least 1, got {commit_every}.", field="--commit-every")
     cfg = project.model(model_name)
     handle = ModelHandle(cfg)
     for suite in suites:
@@ -233,31 +235,11 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
         served = st.copy_cached(con, run_id, [(it.example.id, it.result_key) for it in items])
     pending = [it for it in items if it.example.id not in served]
     n_errors = 0
-
-    # Stored answers under other checks: re-score them without the model.
-    if pending:
-        with store.read() as con:
-            known = st.cached_outputs(con, [it.output_key for it in pending])
-        if known:
-            rows, scores = [], []
-            for it in pending:
-                if it.output_key in known:
-                    k = known[it.output_key]
-                    gen = Generation(k["output"], k["latency_ms"] or 0.0, k["prompt_tokens"], k["completion_tokens"],
-                                     details={x: v for x, v in k["details"].items() if x not in ("choices", "target")})
-                    row, sc = score(suite, it, gen)
-                    row["cached"] = True
-                    rows.append(row)
-                    scores.extend(sc)
-            _commit(store, run_id, rows, scores)
-            done = {r["example_id"] for r in rows}
-            served |= done
-            pending = [it for it in pending if it.example.id not in done]
-
     bar = tqdm(total=len(items), initial=len(served), unit="ex", desc=f"{cfg.name} · {suite.name}",
                file=sys.stderr, disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
-    status = "completed"
+    status = "failed"
     try:
+        pending = _rescore_stored(suite, store, run_id, pending, bar)
         for start in range(0, len(pending), commit_every):
             chunk = pending[start:start + commit_every]
             gens = _answer(handle.get(), suite, chunk, settings, bar.update)
@@ -268,6 +250,7 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
                 rows.append(row)
                 scores.extend(sc)
             _commit(store, run_id, rows, scores)
+        status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -276,8 +259,32 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
         with store.write() as con:
             st.finish_run(con, run_id, status, time.perf_counter() - t0)
     return RunOutcome(run_id=run_id, model=cfg.name, suite=suite.name, n_examples=len(items),
-                      n_cached=len(served), n_computed=len(pending), n_errors=n_errors,
+                      n_cached=len(items) - len(pending), n_computed=len(pending), n_errors=n_errors,
                       duration_s=time.perf_counter() - t0, status=status)
+
+
+def _rescore_stored(suite: Suite, store: st.Store, run_id: str, pending: list[_Item], bar: Any) -> list[_Item]:
+    """Answers stored under other checks are scored again without the model; returns what is left."""
+    if not pending:
+        return pending
+    with store.read() as con:
+        known = st.cached_outputs(con, [it.output_key for it in pending])
+    if not known:
+        return pending
+    rows, scores = [], []
+    for it in pending:
+        if it.output_key in known:
+            k = known[it.output_key]
+            gen = Generation(k["output"], k["latency_ms"] or 0.0, k["prompt_tokens"], k["completion_tokens"],
+                             details={x: v for x, v in k["details"].items() if x not in ("choices", "target")})
+            row, sc = score(suite, it, gen)
+            row["cached"] = True
+            rows.append(row)
+            scores.extend(sc)
+    _commit(store, run_id, rows, scores)
+    bar.update(len(rows))
+    done = {r["example_id"] for r in rows}
+    return [it for it in pending if it.example.id not in done]
 
 
 def _commit(store: st.Store, run_id: str, rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:

@@ -89,6 +89,9 @@ def init_project(target: Path, *, force: bool = False) -> list[Path]:
         target / "models" / "__init__.py": "",
         target / "models" / "rules.py": RULES_PY,
     }
+    clash = [p for p in files if p.exists() and p != project]
+    if clash and not force:
+        raise TollgateInputError("would overwrite an existing file; use --force to overwrite it.", file=clash[0])
     gitignore = target / ".gitignore"
     existing = gitignore.read_text() if gitignore.exists() else ""
     if ".tollgate/" not in existing.splitlines():

@@ -22,7 +22,8 @@ from typing import Any
 
 from harness.errors import StoreBusyError, TollgateInputError
 
-LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file")
+LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file",
+                "different configuration")
 
 MIGRATIONS: list[str] = [
     # v1: the evaluation core
@@ -92,7 +93,7 @@ class Store:
         while True:
             try:
                 return duckdb.connect(str(self.path), read_only=read_only)
-            except duckdb.IOException as exc:
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
                 if not _is_lock_error(exc):
                     raise TollgateInputError(f"cannot open the store: {str(exc).splitlines()[0]}",
                                              file=self.path) from None
@@ -125,9 +126,14 @@ class Store:
         if not self.path.exists():
             raise TollgateInputError("no store yet: nothing has been run in this project.", file=self.path,
                                      hint="Run 'tollgate run --model NAME' first.")
-        if not self._migrated:
-            self.migrate()
         con = self._connect(read_only=True)
+        if not self._migrated:
+            # Readers need no write access; only a store older than this code is upgraded first.
+            if _version(con) < SCHEMA_VERSION:
+                con.close()
+                self.migrate()
+                con = self._connect(read_only=True)
+            self._migrated = True
         try:
             yield con
         finally:
@@ -157,10 +163,18 @@ class Store:
         return SCHEMA_VERSION
 
 
+def _version(con: Any) -> int:
+    try:
+        return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    except Exception:
+        return 0
+
+
 # -- writes ------------------------------------------------------------------------------------
 def register_model(con: Any, *, name: str, fingerprint: str, adapter: str, uri: str | None, role: str | None,
                    version: str | None, settings: dict[str, Any]) -> None:
-    con.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    con.execute("INSERT OR IGNORE INTO models (name, fingerprint, adapter, uri, role, version, settings, first_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [name, fingerprint, adapter, uri, role, version, json.dumps(settings), utcnow()])
 
 
@@ -170,7 +184,8 @@ def register_suite(con: Any, *, name: str, content_hash: str, kind: str, task: s
     exists = con.execute("SELECT 1 FROM suites WHERE name = ? AND content_hash = ?", [name, content_hash]).fetchone()
     if exists:
         return
-    con.execute("INSERT INTO suites VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    con.execute("INSERT INTO suites (name, content_hash, kind, task, spec, path, n_examples, first_seen) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [name, content_hash, kind, task, json.dumps(spec), path, len(examples), utcnow()])
     import pyarrow as pa
 
@@ -184,8 +199,9 @@ def register_suite(con: Any, *, name: str, content_hash: str, kind: str, task: s
         "line": [e["line"] for e in examples],
     })
     con.register("_examples_in", tbl)
-    con.execute("INSERT OR IGNORE INTO examples SELECT suite_hash, example_id, example_hash, input::JSON, "
-                "expected::JSON, tags, line FROM _examples_in")
+    con.execute("INSERT OR IGNORE INTO examples (suite_hash, example_id, example_hash, input, expected, tags, line) "
+                "SELECT suite_hash, example_id, example_hash, input::JSON, expected::JSON, tags, line "
+                "FROM _examples_in")
     con.unregister("_examples_in")
 
 
@@ -201,6 +217,10 @@ def start_run(con: Any, *, run_id: str, model: str, fingerprint: str, suite: str
 
 def finish_run(con: Any, run_id: str, status: str, duration_s: float | None) -> None:
     """Close a run: its status, and counts taken from what is really stored for it."""
+    if status == "completed":
+        done = con.execute("SELECT count(*) FROM results WHERE run_id = ?", [run_id]).fetchone()[0]
+        expected = con.execute("SELECT n_examples FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
+        status = "completed" if done == expected else "failed"
     con.execute(
         """UPDATE runs SET status = ?, finished_at = CASE WHEN ? THEN ? END, duration_s = ?,
                n_done = (SELECT count(*) FROM results WHERE run_id = ?),
@@ -244,12 +264,14 @@ def insert_results(con: Any, results: list[dict[str, Any]], scores: list[dict[st
     if results:
         tbl = pa.Table.from_pylist(results, schema=_RESULT_SCHEMA())
         con.register("_results_in", tbl)
-        con.execute(f"INSERT INTO results SELECT {', '.join(RESULT_COLUMNS)} FROM _results_in")
+        cols = ", ".join(RESULT_COLUMNS)
+        con.execute(f"INSERT INTO results ({cols}) SELECT {cols} FROM _results_in")
         con.unregister("_results_in")
     if scores:
         tbl = pa.Table.from_pylist(scores, schema=_SCORE_SCHEMA())
         con.register("_scores_in", tbl)
-        con.execute(f"INSERT INTO scores SELECT {', '.join(SCORE_COLUMNS)} FROM _scores_in")
+        cols = ", ".join(SCORE_COLUMNS)
+        con.execute(f"INSERT INTO scores ({cols}) SELECT {cols} FROM _scores_in")
         con.unregister("_scores_in")
 
 
@@ -290,12 +312,14 @@ def copy_cached(con: Any, run_id: str, wanted: list[tuple[str, str]]) -> set[str
             WHERE error IS NULL AND result_key IN (SELECT result_key FROM _want)
             ORDER BY result_key, created_at DESC) s USING (result_key)""")
     now = utcnow()
-    con.execute("""
-        INSERT INTO results SELECT ?, src.new_id, r.output_key, r.result_key, r.output, r.details, r.score,
-               r.passed, r.reason, r.latency_ms, r.prompt_tokens, r.completion_tokens, r.error, TRUE, ?
+    con.execute(f"""
+        INSERT INTO results ({", ".join(RESULT_COLUMNS)})
+        SELECT ?, src.new_id, r.output_key, r.result_key, r.output, r.details, r.score, r.passed, r.reason,
+               r.latency_ms, r.prompt_tokens, r.completion_tokens, r.error, TRUE, ?
         FROM _src src JOIN results r ON r.run_id = src.src_run AND r.example_id = src.src_id""", [run_id, now])
-    con.execute("""
-        INSERT INTO scores SELECT ?, src.new_id, s.metric, s.value, s.passed, s.reason, s.counts
+    con.execute(f"""
+        INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
+        SELECT ?, src.new_id, s.metric, s.value, s.passed, s.reason, s.counts
         FROM _src src JOIN scores s ON s.run_id = src.src_run AND s.example_id = src.src_id""", [run_id])
     served = {r[0] for r in con.execute("SELECT new_id FROM _src").fetchall()}
     con.execute("DROP TABLE _src")
@@ -342,14 +366,15 @@ def latest_runs(con: Any, model: str | None = None, suites: list[str] | None = N
 def metric_values(con: Any, run_ids: list[str]) -> dict[str, Any]:
     """Per-example metric values of these runs as numpy columns: run_id, metric, value, counts.
 
-    The example-level verdict (every check passed) comes as the metric ``pass``, and the time the
-    model took per example as ``latency_ms``.
+    The example-level verdict (every check passed) comes as the metric ``pass``, where an example
+    that errored counts as not passed (a model must not look better for timing out on hard
+    examples); the other metrics are over answered examples. ``latency_ms`` is the time per example.
     """
     return con.execute("""
         SELECT run_id, metric, value, counts FROM scores WHERE list_contains(?, run_id)
         UNION ALL
-        SELECT run_id, 'pass', passed::DOUBLE, NULL FROM results
-        WHERE list_contains(?, run_id) AND error IS NULL
+        SELECT run_id, 'pass', CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END, NULL FROM results
+        WHERE list_contains(?, run_id)
         UNION ALL
         SELECT run_id, 'latency_ms', latency_ms, NULL FROM results
         WHERE list_contains(?, run_id) AND error IS NULL AND latency_ms IS NOT NULL

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from harness.checks import CheckFn, CheckSpec, build_check, parse_check_entry
+from harness.checks import CheckFn, CheckSpec, build_check, checks, code_identity, parse_check_entry
 from harness.errors import TollgateInputError
 from harness.examples import Example, load_examples
 from harness.hashing import hash_obj
@@ -89,7 +89,15 @@ class Suite:
         return choices.index(exp)
 
     def check_config(self) -> list[dict[str, Any]]:
-        return [c.as_dict() for c in self.check_specs]
+        """The checks as they score: name, options, and the code of any check written by the user."""
+        out = []
+        for c in self.check_specs:
+            d = c.as_dict()
+            code = code_identity(c)
+            if code:
+                d["code"] = code
+            out.append(d)
+        return out
 
 
 def _environment() -> Any:
@@ -147,14 +155,25 @@ def load_suite(suite_dir: Path) -> Suite:
         line = doc.line_of(("checks", i))
         spec = parse_check_entry(raw, file=yaml_path, line=line, field=f"checks[{i}]")
         fns.append(build_check(spec, file=yaml_path, line=line, field=f"checks[{i}]"))
+        tasks = getattr(checks.get(spec.name), "tasks", TASKS)
+        if entry.task not in tasks:
+            raise TollgateInputError(f"check '{spec.name}' scores {' or '.join(tasks)} tasks, not '{entry.task}'.",
+                                     file=yaml_path, line=line, field=f"checks[{i}]")
         specs.append(spec)
 
     data_path = suite_dir / entry.data
     examples = load_examples(data_path)
     for ex in examples:
         _check_example(entry, variables, ex, data_path)
-    return Suite(name=entry.name or suite_dir.name, kind=entry.kind, task=entry.task, path=suite_dir,
-                 spec=entry, check_specs=specs, checks=fns, examples=examples)
+    suite = Suite(name=entry.name or suite_dir.name, kind=entry.kind, task=entry.task, path=suite_dir,
+                  spec=entry, check_specs=specs, checks=fns, examples=examples)
+    for ex in examples:  # a template that fails on one example fails here, not half-way through a run
+        try:
+            suite.render(ex)
+        except Exception as exc:  # jinja2 UndefinedError, SecurityError, TypeError in a filter
+            raise TollgateInputError(f"the prompt template fails on this example: {type(exc).__name__}: {exc}.",
+                                     file=data_path, line=ex.line, field="prompt") from None
+    return suite
 
 
 def _check_example(entry: SuiteEntry, variables: set[str], ex: Example, path: Path) -> None:

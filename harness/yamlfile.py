@@ -90,11 +90,30 @@ def load_yaml(path: Path) -> YamlDoc:
         raise TollgateInputError(f"is not valid YAML: {exc}.", file=path) from None
     if data is None:
         raise TollgateInputError("is empty; expected a YAML mapping.", file=path)
+    _refuse_duplicate_keys(path, node)
     if not isinstance(data, dict):
         raise TollgateInputError(
             f"must be a YAML mapping at the top level, found {type(data).__name__}.", file=path, line=1
         )
     return YamlDoc(path, data, node)
+
+
+def _refuse_duplicate_keys(path: Path, node: yaml.Node | None) -> None:
+    """YAML lets a repeated key silently win; in a config file that is always a mistake."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in n.value:
+                key = str(k.value)
+                if key in seen:
+                    raise TollgateInputError(f"key '{key}' appears twice (first on line {seen[key]}).",
+                                             file=path, line=k.start_mark.line + 1, field=key)
+                seen[key] = k.start_mark.line + 1
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
 
 
 def pydantic_error(doc: YamlDoc, exc: Any, prefix: tuple[Any, ...] = ()) -> TollgateInputError:

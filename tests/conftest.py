@@ -88,3 +88,16 @@ def echo_project(tmp_path) -> Path:
     write_suite(tmp_path, "words", [{"id": f"e{i}", "input": f"say w{i}", "expected": f"w{i}" if i % 4 else "x"}
                                     for i in range(20)], extra="checks: [exact_match]\n")
     return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _isolate_project_imports():
+    """Projects put their folder on sys.path and import their own modules (mymodels, mychecks);
+    forget them after each test so the next project's same-named module is really imported."""
+    path, modules = list(sys.path), set(sys.modules)
+    yield
+    sys.path[:] = path
+    for name in set(sys.modules) - modules:
+        mod = sys.modules[name]
+        if name.startswith("my") or "pytest-of" in str(getattr(mod, "__file__", "") or ""):
+            del sys.modules[name]

@@ -165,6 +165,12 @@ def test_choice_expected_outside_the_options(project, capsys):
     expect_rejected(project, capsys, RUN, "line 1", "field 'expected'", "one of the options")
 
 
+def test_choice_task_on_a_python_model_without_a_loglikelihood_callable(project, capsys):
+    yaml_text = 'kind: edge\ntask: choice\nchoices: ["yes", "no"]\n'
+    bad_suite(project, json.dumps({"id": "q", "input": "Is it?", "expected": "no"}) + "\n", yaml_text)
+    expect_rejected(project, capsys, [*RUN, "--suite", "bad"], "choice task", "does not provide it")
+
+
 def test_choice_task_on_a_model_without_loglikelihood(project, capsys):
     yaml_text = 'kind: edge\ntask: choice\nchoices: ["yes", "no"]\n'
     bad_suite(project, json.dumps({"id": "q", "input": "Is it?", "expected": "no"}) + "\n", yaml_text)
@@ -192,3 +198,51 @@ def test_no_project_file_says_how_to_create_one(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["validate"]) == 2
     assert "tollgate init" in capsys.readouterr().err
+
+
+def test_a_template_that_fails_on_one_example_is_caught_before_the_run(project, capsys):
+    bad_suite(project, json.dumps(GOOD[0]) + "\n", yaml_text='kind: edge\nprompt: "{{ doc.title.upper() }}"\n')
+    expect_rejected(project, capsys, ["validate"], "examples.jsonl, line 1", "field 'prompt'", "UndefinedError")
+
+
+def test_a_sandboxed_template_cannot_reach_python_internals(project, capsys):
+    bad_suite(project, json.dumps(GOOD[0]) + "\n",
+              yaml_text='kind: edge\nprompt: "{{ doc.__class__.__mro__ }}"\n')
+    expect_rejected(project, capsys, RUN, "field 'prompt'", "SecurityError")
+
+
+def test_a_check_on_the_wrong_task_is_refused_at_load(project, capsys):
+    bad_suite(project, json.dumps(GOOD[0]) + "\n", yaml_text='kind: edge\nprompt: "{{ doc }}"\n'
+                                                             "checks: [choice_accuracy]\n")
+    expect_rejected(project, capsys, ["validate"], "line 3", "choice_accuracy", "not 'generate'")
+
+
+def test_a_check_option_of_the_wrong_type_is_refused(project, capsys):
+    bad_suite(project, json.dumps(GOOD[0]) + "\n", yaml_text='kind: edge\nprompt: "{{ doc }}"\n'
+                                                             "checks:\n  - json_fields: {fields: claimant_name}\n")
+    expect_rejected(project, capsys, ["validate"], "line 4", "option 'fields'", "valid list")
+
+
+def test_a_repeated_yaml_key_is_an_error_not_a_silent_override(project, capsys):
+    text = (project / "tollgate.yaml").read_text()
+    (project / "tollgate.yaml").write_text(text.replace("suites:\n", "models:\n  other: {adapter: python}\nsuites:\n"))
+    expect_rejected(project, capsys, ["validate"], "key 'models' appears twice", "first on line 2")
+
+
+def test_commit_every_below_one_is_a_usage_error(project, capsys):
+    expect_rejected(project, capsys, [*RUN, "--commit-every", "0"], "--commit-every", "at least 1")
+
+
+def test_examples_with_and_without_tags_in_one_file_are_fine(project, capsys):
+    rows = [GOOD[0], {**GOOD[1], "tags": ["x"]}]
+    bad_suite(project, "".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["validate"]) == 0
+
+
+def test_init_never_overwrites_existing_files_without_force(tmp_path, capsys):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "rules.py").write_text("# my own model\n")
+    assert main(["init", str(tmp_path)]) == 2
+    assert "rules.py" in capsys.readouterr().err
+    assert (tmp_path / "models" / "rules.py").read_text() == "# my own model\n"
+    assert not (tmp_path / "tollgate.yaml").exists()

@@ -40,7 +40,7 @@ def test_init_validate_run_results_work_out_of_the_box(tmp_path):
     assert (nm["value"], nm["n"], nm["suite"]) == (0.625, 8, "example")  # 3 of 8 capitals are the usual mistakes
     res = run_cli("results", "--format", "csv", cwd=proj)
     table = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert {r["metric"] for r in table} == {"pass", "normalized_match"}
+    assert {r["metric"] for r in table} == {"pass", "normalized_match", "latency_ms"}
     assert run_cli("init", "proj", cwd=tmp_path).returncode == 2  # never overwrites a project silently
 
 

@@ -63,7 +63,7 @@ def test_changed_checks_rescore_stored_answers_without_calling_the_model(echo_pr
     t0 = time.perf_counter()
     rows = _run_json(capsys)
     assert time.perf_counter() - t0 < 5
-    assert {r["metric"] for r in rows} == {"pass", "exact_match", "contains"}
+    assert {r["metric"] for r in rows} == {"pass", "exact_match", "contains", "latency_ms"}
     assert rows[0]["cached"] == 20
 
 
@@ -87,7 +87,10 @@ def test_errors_are_stored_counted_and_retried_next_time(echo_project, monkeypat
     write_suite(echo_project, "flaky", [{"id": "ok", "input": "say a", "expected": "a"},
                                         {"id": "bad", "input": "say FAIL", "expected": "FAIL"}])
     rows = _run_json(capsys, "--suite", "flaky")
-    assert rows[0]["errors"] == 1 and rows[0]["n"] == 1  # the metric is over answered examples
+    by = {r["metric"]: r for r in rows}
+    assert by["pass"]["errors"] == 1
+    assert (by["pass"]["n"], by["pass"]["value"]) == (2, 0.5)  # an error is not a pass
+    assert (by["exact_match"]["n"], by["exact_match"]["value"]) == (1, 1.0)  # checks score answered examples
     err = _q(echo_project, "SELECT error FROM results WHERE example_id = 'bad'")[0][0]
     assert err == "RuntimeError: endpoint timed out"
     rows = _run_json(capsys, "--suite", "flaky")
@@ -125,3 +128,36 @@ def test_killed_run_resumes_and_computes_only_the_rest(echo_project):
     # exactly one result per example in the finished run, all correct, as an uninterrupted run gives
     assert _q(echo_project, "SELECT count(DISTINCT example_id), bool_and(passed) FROM results r JOIN runs USING "
                             "(run_id) WHERE status = 'completed'") == [(120, True)]
+
+
+def test_editing_a_python_check_rescores_instead_of_serving_stale_scores(echo_project, monkeypatch, capsys):
+    monkeypatch.chdir(echo_project)
+    (echo_project / "mychecks.py").write_text("def ok(output, expected, input):\n    return True\n")
+    suite = echo_project / "suites" / "words" / "suite.yaml"
+    suite.write_text(suite.read_text().replace("checks: [exact_match]",
+                                               "checks: [{python: {function: 'mychecks:ok'}}]"))
+    assert next(r for r in _run_json(capsys) if r["metric"] == "python")["value"] == 1.0
+    (echo_project / "mychecks.py").write_text("def ok(output, expected, input):\n    return False\n")
+    import importlib
+
+    import mychecks
+
+    importlib.reload(mychecks)
+    assert next(r for r in _run_json(capsys) if r["metric"] == "python")["value"] == 0.0
+
+
+def test_a_run_that_crashes_is_recorded_as_failed_not_completed(echo_project, monkeypatch, capsys):
+    import pytest
+
+    from harness import runner
+
+    monkeypatch.chdir(echo_project)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(runner, "_answer", broken)
+    with pytest.raises(RuntimeError):
+        main(["run", "--model", "echo", "--no-progress"])
+    assert _q(echo_project, "SELECT status, n_done FROM runs") == [("failed", 0)]
+    assert main(["results"]) == 0 and "No completed runs" in capsys.readouterr().err

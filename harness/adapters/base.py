@@ -79,6 +79,17 @@ class ModelConfig:
     root: Path = Path(".")
 
 
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut the text at the first stop sequence, as every OpenAI-style API does."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
 class Model(Protocol):
     """A loaded model. Batched calls so adapters can sort and pad as suits them."""
 
@@ -97,21 +108,27 @@ class AdapterSpec:
     load: Callable[[ModelConfig], Model]
     fingerprint: Callable[[ModelConfig], str]
     options: type[StrictOptions]
-    capabilities: frozenset[str]
+    capabilities: frozenset[str] | Callable[[ModelConfig], frozenset[str]]
     needs: str = "path"  # "path", "url" or "none": which location key the model entry must have
+
+    def capabilities_of(self, cfg: ModelConfig) -> frozenset[str]:
+        """What this model can do: fixed per adapter, or decided by the model's options."""
+        return self.capabilities(cfg) if callable(self.capabilities) else self.capabilities
 
 
 adapters: Registry[AdapterSpec] = Registry("adapter")
 
 
 def register_adapter(name: str, *, options: type[StrictOptions], fingerprint: Callable[[ModelConfig], str],
-                     capabilities: Sequence[str] = ("generate",), needs: str = "path",
+                     capabilities: Sequence[str] | Callable[[ModelConfig], frozenset[str]] = ("generate",),
+                     needs: str = "path",
                      replace: bool = False) -> Callable[[Callable[[ModelConfig], Model]],
                                                         Callable[[ModelConfig], Model]]:
     """Decorate a ``load(config) -> Model`` function to make it an adapter named ``name``."""
 
     def decorate(load: Callable[[ModelConfig], Model]) -> Callable[[ModelConfig], Model]:
-        spec = AdapterSpec(name, load, fingerprint, options, frozenset(capabilities), needs)
+        caps = capabilities if callable(capabilities) else frozenset(capabilities)
+        spec = AdapterSpec(name, load, fingerprint, options, caps, needs)
         adapters.register(name, replace=replace)(spec)
         return load
 

@@ -20,8 +20,10 @@ from harness.adapters.base import (
     ProgressFn,
     StrictOptions,
     register_adapter,
+    truncate_at_stop,
 )
 from harness.adapters.hf_loading import check_weights, hf_fingerprint, load_pretrained, set_threads
+from harness.hashing import hash_obj
 
 
 class HFCausalOptions(StrictOptions):
@@ -31,17 +33,6 @@ class HFCausalOptions(StrictOptions):
     max_length: int | None = None
     allow_unsafe_weights: bool = False
     trust_remote_code: bool = False
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut the text at the first stop sequence, as every OpenAI-style API does."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 def _stop_criteria(tok, prompt_width: int, stops: Sequence[str]):
@@ -67,6 +58,20 @@ def _stop_criteria(tok, prompt_width: int, stops: Sequence[str]):
     return StoppingCriteriaList([StopInCompletion()])
 
 
+def resolve_max_length(config, tokenizer, default: int = 2048) -> int:
+    """The context length, found the way lm-eval finds it: nested ``text_config`` first, then
+    ``n_positions``, ``max_position_embeddings``, ``n_ctx``, then the tokenizer's limit."""
+    for conf in (getattr(config, "text_config", None), config):
+        for attr in ("n_positions", "max_position_embeddings", "n_ctx"):
+            value = getattr(conf, attr, None) if conf is not None else None
+            if isinstance(value, int) and value > 0:
+                return value
+    limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(limit, int) and 0 < limit < 10**12:
+        return limit
+    return default
+
+
 class HFCausalModel:
     """Batched generation and log-likelihoods over a loaded model (from disk, or in memory while training)."""
 
@@ -80,9 +85,7 @@ class HFCausalModel:
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.convert_ids_to_tokens(0)
         tok.padding_side = "left"
-        conf = model.config
-        self.max_length = (self.opts.max_length or getattr(conf, "max_position_embeddings", None)
-                           or getattr(conf, "n_positions", None) or 2048)
+        self.max_length = self.opts.max_length or resolve_max_length(model.config, tok)
         self.prefix_token_id = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
 
     @classmethod
@@ -102,14 +105,17 @@ class HFCausalModel:
     def generate(self, prompts: Sequence[str], settings: GenerationSettings,
                  progress: ProgressFn | None = None) -> list[Generation]:
         torch, tok = self.torch, self.tokenizer
-        budget = max(1, self.max_length - settings.max_new_tokens)
+        max_new = max(1, min(settings.max_new_tokens, self.max_length - 1))
+        budget = self.max_length - max_new
         encoded = [tok.encode(p)[-budget:] for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         out: list[Generation | None] = [None] * len(prompts)
         pad = tok.pad_token_id
         eos = tok.eos_token_id
-        bs = self.opts.batch_size
-        for b, start in enumerate(range(0, len(order), bs)):
+        # Sampled answers are drawn one example at a time from a seed of (settings.seed, prompt), so
+        # an answer never depends on which other examples shared its batch or were cached.
+        bs = self.opts.batch_size if settings.temperature == 0 else 1
+        for start in range(0, len(order), bs):
             idx = order[start:start + bs]
             width = max(len(encoded[i]) for i in idx)
             ids = torch.full((len(idx), width), pad, dtype=torch.long)
@@ -119,9 +125,9 @@ class HFCausalModel:
                 if n:
                     ids[r, width - n:] = torch.tensor(encoded[i])
                     mask[r, width - n:] = 1
-            kwargs = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=pad, eos_token_id=eos)
+            kwargs = dict(max_new_tokens=max_new, pad_token_id=pad, eos_token_id=eos)
             if settings.temperature > 0:
-                torch.manual_seed(settings.seed + b)
+                torch.manual_seed(int(hash_obj(settings.seed, prompts[idx[0]])[:15], 16))
                 kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p)
             else:
                 kwargs.update(do_sample=False)
@@ -158,11 +164,14 @@ class HFCausalModel:
         torch = self.torch
         encoded = []
         for context, continuation in requests:
-            if context == "":
-                cont = self.tokenizer.encode(continuation)
-                ctx = [self.prefix_token_id] if self.prefix_token_id != (cont[:1] or [None])[0] else []
+            if context == "":  # lm-eval: the prefix token (BOS or EOS) stands in for the context
+                cont = self.tokenizer.encode(continuation, add_special_tokens=False)
+                prefix = self.prefix_token_id
+                ctx, cont = ([prefix], cont) if cont[:1] != [prefix] else (cont[:1], cont[1:])
             else:
                 ctx, cont = self._encode_pair(context, continuation)
+                if not ctx:  # a whitespace-only context: condition on the prefix token, as above
+                    ctx = [self.prefix_token_id]
             seq = (ctx + cont)[-(self.max_length + 1):][:-1]
             encoded.append((seq, cont))
         order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))

@@ -27,8 +27,8 @@ from harness.adapters.base import (
     ProgressFn,
     StrictOptions,
     register_adapter,
+    truncate_at_stop,
 )
-from harness.adapters.hf_causal import truncate_at_stop
 from harness.errors import TollgateInputError
 from harness.hashing import hash_obj
 

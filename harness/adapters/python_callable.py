@@ -25,6 +25,7 @@ from harness.adapters.base import (
     ProgressFn,
     StrictOptions,
     register_adapter,
+    truncate_at_stop,
 )
 from harness.errors import TollgateInputError
 from harness.hashing import hash_file, hash_obj
@@ -88,7 +89,7 @@ class PythonModel:
                 result = [Generation(None, ms, error=_error(exc)) for _ in prompts]
             else:
                 ms = (time.perf_counter() - t0) * 1000 / max(1, len(prompts))
-                result = [Generation(_as_text(o), ms) for o in outs]
+                result = [Generation(truncate_at_stop(_as_text(o), settings.stop), ms) for o in outs]
             if progress:
                 progress(len(prompts))
             return result
@@ -96,7 +97,7 @@ class PythonModel:
         for p in prompts:
             t0 = time.perf_counter()
             try:
-                g = Generation(_as_text(self.fn(p)), 0.0)
+                g = Generation(truncate_at_stop(_as_text(self.fn(p)), settings.stop), 0.0)
             except Exception as exc:
                 g = Generation(None, 0.0, error=_error(exc))
             g.latency_ms = (time.perf_counter() - t0) * 1000
@@ -138,7 +139,8 @@ def _fingerprint(cfg: ModelConfig) -> str:
     return hash_obj(*parts)
 
 
-@register_adapter("python", options=PythonOptions, fingerprint=_fingerprint,
-                  capabilities=("generate", "loglikelihood"), needs="none")
+@register_adapter("python", options=PythonOptions, fingerprint=_fingerprint, needs="none",
+                  capabilities=lambda cfg: frozenset({"generate", "loglikelihood"} if cfg.options.loglikelihood
+                                                     else {"generate"}))
 def load_python(cfg: ModelConfig) -> PythonModel:
     return PythonModel(cfg)

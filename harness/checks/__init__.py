@@ -11,6 +11,7 @@ from harness.checks._base import (
     Sample,
     build_check,
     checks,
+    code_identity,
     parse_check_entry,
     register_check,
 )
@@ -19,6 +20,6 @@ from harness.checks._json import parse_json_output
 from harness.checks._match import normalize_text
 
 __all__ = [
-    "CheckFn", "CheckResult", "CheckSpec", "Sample", "build_check", "checks", "normalize_text",
+    "CheckFn", "CheckResult", "CheckSpec", "Sample", "build_check", "checks", "code_identity", "normalize_text",
     "parse_check_entry", "parse_json_output", "pick_choice", "register_check",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.errors import TollgateInputError
@@ -41,9 +42,43 @@ CheckFn = Callable[[Sample], CheckResult]
 checks: Registry[Callable[..., CheckFn]] = Registry("check")
 
 
-def register_check(name: str, *, replace: bool = False) -> Callable[[Callable[..., CheckFn]], Callable[..., CheckFn]]:
-    """Register a check factory: ``@register_check("has_date") def has_date(fmt="%Y") -> CheckFn``."""
-    return checks.register(name, replace=replace)
+def register_check(name: str, *, replace: bool = False, tasks: tuple[str, ...] = ("generate", "choice"),
+                   ) -> Callable[[Callable[..., CheckFn]], Callable[..., CheckFn]]:
+    """Register a check factory: ``@register_check("has_date") def has_date(fmt="%Y") -> CheckFn``.
+
+    ``tasks`` says which suite tasks the check can score, so a misplaced check is refused when
+    the suite is loaded rather than failing in the middle of a run.
+    """
+
+    def decorate(factory: Callable[..., CheckFn]) -> Callable[..., CheckFn]:
+        factory.tasks = tasks  # type: ignore[attr-defined]
+        return checks.register(name, replace=replace)(factory)
+
+    return decorate
+
+
+def code_identity(spec: CheckSpec) -> str | None:
+    """Hash of the source of a check that is not part of Tollgate (a plugin or a ``python`` check).
+
+    It goes into the score's cache key, so editing your check re-scores stored answers.
+    """
+    import importlib
+    import inspect
+
+    from harness.hashing import hash_file
+
+    module = None
+    if spec.name == "python" and isinstance(spec.options.get("function"), str):
+        try:
+            module = importlib.import_module(spec.options["function"].partition(":")[0])
+        except ImportError:
+            return None
+    else:
+        factory = checks.get(spec.name)
+        if not factory.__module__.startswith("harness."):
+            module = inspect.getmodule(factory)
+    src = inspect.getsourcefile(module) if module is not None else None
+    return hash_file(Path(src)) if src else None
 
 
 @dataclass(frozen=True)
@@ -83,8 +118,15 @@ def build_check(spec: CheckSpec, *, file: str, line: int | None, field: str) -> 
         allowed = ", ".join(params) or "none"
         raise TollgateInputError(f"check '{spec.name}' has no option '{unknown[0]}' (options: {allowed}).",
                                  file=file, line=line, field=field)
+    from pydantic import ValidationError, validate_call
+
     try:
-        return factory(**spec.options)
+        return validate_call(factory)(**spec.options)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise TollgateInputError(f"check '{spec.name}' option '{where}': {err['msg']}; got {err.get('input')!r}.",
+                                 file=file, line=line, field=field) from None
     except TollgateInputError as exc:
         exc.file, exc.line, exc.field = exc.file or file, exc.line or line, exc.field or field
         raise

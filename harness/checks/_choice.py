@@ -21,7 +21,7 @@ def pick_choice(logprobs: list[float], choices: list[str], normalize: str = "non
     return max(range(len(values)), key=lambda i: (values[i], -i))
 
 
-@register_check("choice_accuracy")
+@register_check("choice_accuracy", tasks=("choice",))
 def choice_accuracy(normalize: Literal["none", "length", "bytes"] = "none") -> CheckFn:
     """The option with the highest log-likelihood is the expected one.
 

@@ -92,6 +92,9 @@ def json_fields(fields: list[str] | None = None, normalize: bool = True) -> Chec
         per: dict[str, float] = {}
         tp = fp = fn = 0
         wrong = []
+        absent = [n for n in names if n not in s.expected]
+        if absent:
+            return CheckResult(0.0, False, f"the expected object has no field '{absent[0]}' (a typo in 'fields'?)")
         for name in names:
             want = _norm_value(s.expected.get(name), normalize)
             have = _norm_value(got.get(name), normalize)
