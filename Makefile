@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	$(VENV)/bin/tollgate init demo --force
-	cd demo && ../$(VENV)/bin/tollgate validate && ../$(VENV)/bin/tollgate run --model rules
+	$(VENV)/bin/tollgate demo --dir tollgate-demo
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -32,4 +31,4 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) demo .pytest_cache .ruff_cache
+	rm -rf $(VENV) tollgate-demo .pytest_cache .ruff_cache
