@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json", "csv"), default="table")
     s.set_defaults(func=cmd_results)
 
+    from harness.cli_gate import add_parsers
+
+    add_parsers(sub)
     for add_parser in _plugin_commands():
         add_parser(sub)
     return p

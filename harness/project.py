@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.adapters import adapters
 from harness.adapters.base import GenerationSettings, ModelConfig
 from harness.errors import TollgateInputError
+from harness.policy import GatePolicy
 from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
 
 PROJECT_FILE = "tollgate.yaml"
@@ -54,6 +55,7 @@ class ProjectEntry(_Strict):
     models: dict[str, ModelEntry]
     suites: list[str] = ["suites/*"]
     plugins: list[str] = []
+    gate: GatePolicy = GatePolicy()
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Project:
     training_data: dict[str, Path | None]
     suite_dirs: list[Path]
     doc: YamlDoc = field(repr=False)
+    gate: GatePolicy = field(default_factory=GatePolicy)
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -143,7 +146,7 @@ def load_project(path: Path) -> Project:
         suite_dirs.extend(d.resolve() for d in dirs if d.resolve() not in suite_dirs)
 
     return Project(path=path, root=root, store_path=(root / entry.store).resolve(), models=models,
-                   training_data=training, suite_dirs=suite_dirs, doc=doc)
+                   training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate)
 
 
 def check_model_paths(project: Project, only: str | None = None) -> None:

@@ -64,6 +64,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX results_output_key ON results (output_key);
     CREATE INDEX runs_model_suite ON runs (model, suite);
     """,
+    # v3: verdicts, never updated: a re-judgement is a new row
+    """
+    CREATE TABLE decisions (
+        decision_id VARCHAR PRIMARY KEY, candidate VARCHAR NOT NULL, reference VARCHAR,
+        candidate_fingerprint VARCHAR, reference_fingerprint VARCHAR, policy_hash VARCHAR NOT NULL,
+        suite_hashes JSON NOT NULL, verdict VARCHAR NOT NULL, evidence JSON NOT NULL, seed BIGINT NOT NULL,
+        code_version VARCHAR, actor VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -371,15 +379,76 @@ def metric_values(con: Any, run_ids: list[str]) -> dict[str, Any]:
     examples); the other metrics are over answered examples. ``latency_ms`` is the time per example.
     """
     return con.execute("""
-        SELECT run_id, metric, value, counts FROM scores WHERE list_contains(?, run_id)
+        SELECT run_id, example_id, metric, value, counts FROM scores WHERE list_contains(?, run_id)
         UNION ALL
-        SELECT run_id, 'pass', CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END, NULL FROM results
-        WHERE list_contains(?, run_id)
+        SELECT run_id, example_id, 'pass', CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END, NULL
+        FROM results WHERE list_contains(?, run_id)
         UNION ALL
-        SELECT run_id, 'latency_ms', latency_ms, NULL FROM results
+        SELECT run_id, example_id, 'latency_ms', latency_ms, NULL FROM results
         WHERE list_contains(?, run_id) AND error IS NULL AND latency_ms IS NOT NULL
-        ORDER BY run_id, metric""", [run_ids, run_ids, run_ids]).fetchnumpy()
+        ORDER BY run_id, metric, example_id""", [run_ids, run_ids, run_ids]).fetchnumpy()
 
 
 def schema_version(con: Any) -> int:
     return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+
+
+def example_values(con: Any, run_id: str, metric: str) -> dict[str, float]:
+    """example_id -> value of one metric in one run.
+
+    ``pass`` counts an errored example as 0, ``error`` is 1 for an errored example, ``latency_ms``
+    is over answered examples; any other name is a check's metric from the scores table.
+    """
+    if metric == "pass":
+        sql = ("SELECT example_id, CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END FROM results "
+               "WHERE run_id = ?")
+        params: list[Any] = [run_id]
+    elif metric == "error":
+        sql, params = "SELECT example_id, (error IS NOT NULL)::DOUBLE FROM results WHERE run_id = ?", [run_id]
+    elif metric == "latency_ms":
+        sql = "SELECT example_id, latency_ms FROM results WHERE run_id = ? AND error IS NULL AND latency_ms IS NOT NULL"
+        params = [run_id]
+    else:
+        sql, params = "SELECT example_id, value FROM scores WHERE run_id = ? AND metric = ?", [run_id, metric]
+    return {r[0]: float(r[1]) for r in con.execute(sql + " ORDER BY example_id", params).fetchall()}
+
+
+def run_metric_names(con: Any, run_id: str) -> list[str]:
+    names = [r[0] for r in con.execute("SELECT DISTINCT metric FROM scores WHERE run_id = ? ORDER BY 1",
+                                       [run_id]).fetchall()]
+    return ["pass", "error", "latency_ms", *names]
+
+
+def runs_by_id(con: Any, run_ids: list[str]) -> list[dict[str, Any]]:
+    cur = con.execute("SELECT * FROM runs WHERE list_contains(?, run_id)", [run_ids])
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
+DECISION_COLUMNS = ("decision_id", "candidate", "reference", "candidate_fingerprint", "reference_fingerprint",
+                    "policy_hash", "suite_hashes", "verdict", "evidence", "seed", "code_version", "actor",
+                    "created_at")
+
+
+def insert_decision(con: Any, row: dict[str, Any]) -> None:
+    values = [json.dumps(row[c]) if c in ("suite_hashes", "evidence") else row[c] for c in DECISION_COLUMNS]
+    con.execute(f"INSERT INTO decisions ({', '.join(DECISION_COLUMNS)}) VALUES "
+                f"({', '.join('?' for _ in DECISION_COLUMNS)})", values)
+
+
+def list_decisions(con: Any, candidate: str | None = None, decision_id: str | None = None) -> list[dict[str, Any]]:
+    sql = f"SELECT {', '.join(DECISION_COLUMNS)} FROM decisions WHERE 1 = 1"
+    params: list[Any] = []
+    if candidate is not None:
+        sql += " AND candidate = ?"
+        params.append(candidate)
+    if decision_id is not None:
+        sql += " AND starts_with(decision_id, ?)"
+        params.append(decision_id)
+    rows = con.execute(sql + " ORDER BY created_at DESC", params).fetchall()
+    out = []
+    for r in rows:
+        d = dict(zip(DECISION_COLUMNS, r, strict=True))
+        d["suite_hashes"], d["evidence"] = json.loads(d["suite_hashes"]), json.loads(d["evidence"])
+        out.append(d)
+    return out

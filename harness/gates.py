@@ -1,0 +1,312 @@
+"""The gate: the policy's rules applied to stored results, each giving pass, fail or inconclusive.
+
+A rule passes only when the evidence says so at the policy's alpha (one-sided; Holm-corrected
+across the non-critical rules), fails when the evidence says the opposite, and is inconclusive
+otherwise, with the number of examples that would decide it. The gate passes when every rule
+passes, fails when any rule fails, and is inconclusive otherwise. Every input (run ids, suite
+hashes, policy, seed) goes into the decision, so it can be recomputed bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from harness import store as st
+from harness.errors import TollgateInputError
+from harness.intervals import estimate
+from harness.overfit import overfitting_flags
+from harness.policy import GatePolicy, OverfitRule, Rule
+from harness.stats import (
+    bootstrap_means,
+    bootstrap_p_value,
+    holm,
+    mcnemar_exact,
+    mean_sample_size,
+    paired_compare,
+    paired_sample_size,
+    percentile_ci,
+)
+
+
+@dataclass
+class RuleResult:
+    rule: str
+    suite: str | None
+    metric: str | None
+    condition: str
+    threshold: float | None
+    critical: bool
+    verdict: str = "inconclusive"
+    reason: str = ""
+    candidate: dict[str, Any] | None = None
+    reference: dict[str, Any] | None = None
+    comparison: dict[str, Any] | None = None
+    p_pass: float | None = None
+    p_pass_adjusted: float | None = None
+    p_fail: float | None = None
+    n_needed: int | None = None
+    seed: int | None = None
+    runs: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return _clean(asdict(self))
+
+
+@dataclass
+class GateDecision:
+    candidate: str
+    reference: str | None
+    verdict: str
+    rules: list[RuleResult]
+    policy: dict[str, Any]
+    policy_hash: str
+    seed: int
+    suite_hashes: dict[str, str]
+    fingerprints: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return _clean({"candidate": self.candidate, "reference": self.reference, "verdict": self.verdict,
+                       "policy_hash": self.policy_hash, "seed": self.seed, "policy": self.policy,
+                       "suite_hashes": self.suite_hashes, "fingerprints": self.fingerprints,
+                       "rules": [r.as_dict() for r in self.rules]})
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if math.isnan(obj) else (None if math.isinf(obj) else obj)
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def describe(rule: Rule, suite: str) -> str:
+    c = rule.condition
+    if c == "min":
+        return rule.name or f"{suite} · {rule.metric} ≥ {rule.min:g}"
+    if c == "non_inferior":
+        return rule.name or f"{suite} · {rule.metric} not worse than reference by more than {rule.non_inferior:g}"
+    if c == "superior":
+        return rule.name or f"{suite} · {rule.metric} better than reference"
+    if c == "max_latency_p95_ms":
+        return rule.name or f"{suite} · latency p95 ≤ {rule.max_latency_p95_ms:g} ms"
+    return rule.name or f"{suite} · error rate ≤ {rule.max_error_rate:g}"
+
+
+def _expand(policy: GatePolicy, suite_kinds: dict[str, str]) -> list[tuple[int, Rule | OverfitRule, str | None]]:
+    out: list[tuple[int, Rule | OverfitRule, str | None]] = []
+    for i, rule in enumerate(policy.rules):
+        if isinstance(rule, OverfitRule):
+            out.append((i, rule, None))
+            continue
+        if rule.suite is not None:
+            if rule.suite not in suite_kinds:
+                raise TollgateInputError(f"unknown suite '{rule.suite}'; the project has: "
+                                         f"{', '.join(sorted(suite_kinds)) or 'none'}.", field=f"gate.rules[{i}].suite")
+            out.append((i, rule, rule.suite))
+        else:
+            names = sorted(s for s, k in suite_kinds.items() if k == rule.kind)
+            if not names:
+                raise TollgateInputError(f"no suite of kind '{rule.kind}' in the project.",
+                                         field=f"gate.rules[{i}].kind")
+            out.extend((i, rule, s) for s in names)
+    return out
+
+
+def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: GatePolicy,
+                  suite_kinds: dict[str, str], base: str | None = None, training_data: Any = None,
+                  pinned_runs: dict[str, dict[str, str]] | None = None) -> GateDecision:
+    """Judge ``candidate`` against ``reference`` with the policy; ``pinned_runs`` replays a decision."""
+    if not policy.rules:
+        raise TollgateInputError("the project has no gate rules.", field="gate.rules",
+                                 hint="Add a 'gate:' section with 'rules:' to tollgate.yaml (README: Gating in CI).")
+    latest = {(r["model"], r["suite"]): r for r in st.latest_runs(con)}
+    if pinned_runs is not None:
+        ids = [rid for per in pinned_runs.values() for rid in per.values()]
+        latest = {(r["model"], r["suite"]): r for r in st.runs_by_id(con, ids)}
+    results: list[RuleResult] = []
+    suite_hashes: dict[str, str] = {}
+    fingerprints: dict[str, str] = {}
+    for k, (i, rule, suite) in enumerate(_expand(policy, suite_kinds)):
+        seed = policy.seed + k
+        if isinstance(rule, OverfitRule):
+            results.extend(_overfit_rule(con, rule, candidate, base, training_data, policy, seed))
+            continue
+        res = RuleResult(rule=describe(rule, suite), suite=suite, metric=rule.metric, condition=rule.condition,
+                         threshold=_threshold(rule), critical=rule.critical, seed=seed)
+        results.append(res)
+        cand_run = latest.get((candidate, suite))
+        if cand_run is None:
+            res.reason = (f"{candidate} has no completed run on {suite}: "
+                          f"run 'tollgate run --model {candidate} --suite {suite}'.")
+            continue
+        res.runs["candidate"] = cand_run["run_id"]
+        suite_hashes[suite] = cand_run["suite_hash"]
+        fingerprints[candidate] = cand_run["model_fingerprint"]
+        metric = "error" if rule.condition == "max_error_rate" else (
+            "latency_ms" if rule.condition == "max_latency_p95_ms" else rule.metric)
+        values = st.example_values(con, cand_run["run_id"], metric)
+        if not values and metric not in st.run_metric_names(con, cand_run["run_id"]):
+            raise TollgateInputError(
+                f"metric '{rule.metric}' is not produced by suite '{suite}' (it has: "
+                f"{', '.join(st.run_metric_names(con, cand_run['run_id']))}).", field=f"gate.rules[{i}].metric")
+        if rule.condition in ("non_inferior", "superior"):
+            if reference is None:
+                raise TollgateInputError(f"rule '{res.rule}' compares with a reference: pass --against MODEL.",
+                                         field="--against")
+            ref_run = latest.get((reference, suite))
+            if ref_run is None:
+                res.reason = f"the reference {reference} has no completed run on {suite}."
+                continue
+            if ref_run["suite_hash"] != cand_run["suite_hash"]:
+                res.reason = (f"{candidate} and {reference} were run on different versions of {suite}; "
+                              f"run both on the current one.")
+                continue
+            res.runs["reference"] = ref_run["run_id"]
+            fingerprints[reference] = ref_run["model_fingerprint"]
+            ref_values = st.example_values(con, ref_run["run_id"], metric)
+            _paired_rule(res, rule, values, ref_values, policy, seed)
+        else:
+            _single_rule(res, rule, list(values.values()), policy, seed)
+
+    _decide(results, policy)
+    verdicts = {r.verdict for r in results}
+    verdict = "fail" if "fail" in verdicts else ("pass" if verdicts == {"pass"} else "inconclusive")
+    return GateDecision(candidate=candidate, reference=reference, verdict=verdict, rules=results,
+                        policy=policy.model_dump(), policy_hash=policy.digest(), seed=policy.seed,
+                        suite_hashes=suite_hashes, fingerprints=fingerprints)
+
+
+def _threshold(rule: Rule) -> float | None:
+    c = rule.condition
+    return {"min": rule.min, "non_inferior": rule.non_inferior, "superior": 0.0,
+            "max_latency_p95_ms": rule.max_latency_p95_ms, "max_error_rate": rule.max_error_rate}[c]
+
+
+def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GatePolicy, seed: int) -> None:
+    from scipy.stats import binomtest
+
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    if n < policy.min_paired:
+        res.reason = f"only {n} examples; the policy asks for at least {policy.min_paired}."
+        res.n_needed = policy.min_paired
+        return
+    c = rule.condition
+    if c == "max_latency_p95_ms":
+        limit = rule.max_latency_p95_ms
+        rng = np.random.default_rng(seed)
+        boot = np.quantile(x[rng.integers(0, n, size=(min(policy.resamples, 2000), n))], 0.95, axis=1)
+        p95 = float(np.quantile(x, 0.95))
+        lo, hi = percentile_ci(boot, 0.95)
+        res.candidate = {"value": p95, "low": lo, "high": hi, "n": n, "method": "bootstrap-percentile"}
+        res.p_pass = bootstrap_p_value(boot, limit, "below")
+        res.p_fail = bootstrap_p_value(boot, limit, "above")
+        res.reason = f"needs p95 latency ≤ {limit:g} ms."
+        return
+    binary = bool(np.all(np.isin(x, (0.0, 1.0))))
+    est = estimate(x)
+    res.candidate = est.as_dict()
+    if c == "max_error_rate":
+        k, limit = int(x.sum()), rule.max_error_rate
+        res.p_pass = float(binomtest(k, n, limit, alternative="less").pvalue) if limit > 0 else float(k > 0)
+        res.p_fail = float(binomtest(k, n, limit, alternative="greater").pvalue)
+        res.reason = f"{k} of {n} examples errored; needs an error rate ≤ {limit:g}."
+        res.n_needed = _n_for_mean(x, limit, policy) if res.p_pass > policy.alpha else None
+        return
+    t = rule.min
+    if binary:
+        k = int(x.sum())
+        res.p_pass = float(binomtest(k, n, t, alternative="greater").pvalue)
+        res.p_fail = float(binomtest(k, n, t, alternative="less").pvalue)
+    else:
+        boot = bootstrap_means(x, seed, policy.resamples)
+        res.p_pass = bootstrap_p_value(boot, t, "above")
+        res.p_fail = bootstrap_p_value(boot, t, "below")
+    res.n_needed = _n_for_mean(x, t, policy)
+    res.reason = f"needs {rule.metric} ≥ {t:g} on {n} examples."
+
+
+def _n_for_mean(x: np.ndarray, threshold: float, policy: GatePolicy) -> int | None:
+    effect = abs(float(x.mean()) - threshold)
+    sd = float(x.std(ddof=1)) if len(x) > 1 else 0.5
+    n = mean_sample_size(max(sd, 1e-9), effect, policy.alpha, policy.power)
+    return None if math.isinf(n) else n
+
+
+def _paired_rule(res: RuleResult, rule: Rule, cand: dict[str, float], ref: dict[str, float], policy: GatePolicy,
+                 seed: int) -> None:
+    ids = sorted(set(cand) & set(ref))
+    if len(ids) < policy.min_paired:
+        res.reason = (f"only {len(ids)} examples answered by both models; the policy asks for at least "
+                      f"{policy.min_paired}.")
+        res.n_needed = policy.min_paired
+        return
+    a = np.array([cand[i] for i in ids])
+    b = np.array([ref[i] for i in ids])
+    comp, boot = paired_compare(rule.metric, a, b, seed=seed, resamples=policy.resamples)
+    res.comparison = comp.as_dict()
+    res.candidate, res.reference = estimate(a).as_dict(), estimate(b).as_dict()
+    margin = rule.non_inferior if rule.condition == "non_inferior" else 0.0
+    binary = comp.test == "mcnemar-exact"
+    if rule.condition == "superior" and binary:
+        bc, cc = comp.discordant
+        res.p_pass, res.p_fail = mcnemar_exact(bc, cc, "greater"), mcnemar_exact(bc, cc, "less")
+    elif rule.condition == "superior":
+        from scipy.stats import wilcoxon
+
+        if np.all(a == b):
+            res.p_pass = res.p_fail = 1.0
+        else:
+            res.p_pass = float(wilcoxon(a, b, alternative="greater").pvalue)
+            res.p_fail = float(wilcoxon(a, b, alternative="less").pvalue)
+    else:
+        res.p_pass = bootstrap_p_value(boot, -margin, "above")
+        res.p_fail = bootstrap_p_value(boot, -margin, "below")
+    effect = abs(comp.difference + margin)
+    if binary:
+        disc = sum(comp.discordant) / comp.n
+        n = paired_sample_size(max(disc, effect), effect, policy.alpha, policy.power) if effect > 0 else math.inf
+    else:
+        sd = float(np.std(a - b, ddof=1)) or 1e-9
+        n = mean_sample_size(sd, effect, policy.alpha, policy.power) if effect > 0 else math.inf
+    res.n_needed = None if math.isinf(n) else int(n)
+    need = f"a difference above −{margin:g}" if margin else "a difference above 0"
+    res.reason = f"needs {need}; {comp.n} paired examples, {comp.test} p={comp.p_value:.2g}."
+
+
+def _overfit_rule(con: Any, rule: OverfitRule, candidate: str, base: str | None, training_data: Any,
+                  policy: GatePolicy, seed: int) -> list[RuleResult]:
+    flags = overfitting_flags(con, candidate, base=base, training_data=training_data, settings=policy.overfit,
+                              seed=seed, resamples=min(policy.resamples, 5000), only=tuple(rule.no_overfitting))
+    out = []
+    for f in flags:
+        verdict = "inconclusive" if f.raised is None else ("fail" if f.raised else "pass")
+        out.append(RuleResult(rule=f"no overfitting: {f.name}", suite=None, metric=policy.overfit.metric,
+                              condition="no_overfitting", threshold=None, critical=rule.critical, verdict=verdict,
+                              reason=f.explanation, comparison=f.evidence or None, seed=seed))
+    return out
+
+
+def _decide(results: list[RuleResult], policy: GatePolicy) -> None:
+    """Holm across the non-critical rules; critical rules stand alone at alpha."""
+    tested = [r for r in results if r.p_pass is not None and not r.critical]
+    for r, adj in zip(tested, holm([r.p_pass for r in tested]), strict=True):
+        r.p_pass_adjusted = adj
+    for r in results:
+        if r.condition == "no_overfitting" or r.p_pass is None:
+            continue
+        p = r.p_pass if r.critical else r.p_pass_adjusted
+        if p is not None and p <= policy.alpha:
+            r.verdict = "pass"
+        elif r.p_fail is not None and r.p_fail <= policy.alpha:
+            r.verdict = "fail"
+        else:
+            r.verdict = "inconclusive"
+            if r.n_needed is not None:
+                r.reason += f" About {r.n_needed} examples would decide it."

@@ -1,0 +1,180 @@
+"""Overfitting flags: evidence that a model learned its data rather than its task.
+
+Each flag carries its numbers and a sentence a release manager can read aloud:
+- gap: ``train_sample`` scores above ``heldout`` by more than a threshold (the interval says so);
+- optimism: ``heldout`` above ``edge`` by more than a threshold (the clean split flatters it);
+- forgetting: a ``general``/``baseline`` suite where the model is worse than its base model;
+- contamination: eval examples that occur in the model's training data (exact after
+  normalisation, or with at least half of their 13-grams found there: lm-eval's decontamination
+  flags any shared 13-gram, which on templated documents flags nearly everything), with the score
+  on the clean subset beside the score on all.
+Suites are different examples, so gap and optimism are unpaired comparisons (and say so);
+forgetting compares the same examples, so it is paired.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import store as st
+from harness.checks import normalize_text
+from harness.policy import OverfitSettings
+from harness.stats import paired_compare, unpaired_compare
+
+
+@dataclass
+class Flag:
+    name: str
+    raised: bool | None  # None: not enough evidence to say
+    explanation: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _latest(con: Any, model: str, kinds: tuple[str, ...]) -> list[dict]:
+    runs = st.latest_runs(con, model=model)
+    return [r for r in runs if r["suite_kind"] in kinds]
+
+
+def _values(con: Any, runs: list[dict], metric: str) -> list[float]:
+    out: list[float] = []
+    for r in runs:
+        out.extend(st.example_values(con, r["run_id"], metric).values())
+    return out
+
+
+def _difference_flag(con: Any, name: str, model: str, high_kind: str, low_kind: str, threshold: float,
+                     settings: OverfitSettings, seed: int, resamples: int) -> Flag:
+    high = _latest(con, model, (high_kind,))
+    low = _latest(con, model, (low_kind,))
+    if not high or not low:
+        missing = high_kind if not high else low_kind
+        return Flag(name, None, f"no completed run of {model} on a '{missing}' suite; run it to check this flag.")
+    a, b = _values(con, high, settings.metric), _values(con, low, settings.metric)
+    comp, _ = unpaired_compare(settings.metric, a, b, seed=seed, resamples=resamples)
+    raised = comp.ci_low > threshold
+    hs, ls = ", ".join(r["suite"] for r in high), ", ".join(r["suite"] for r in low)
+    verb = "exceeds" if raised else "does not clearly exceed"
+    text = (f"{settings.metric} on {high_kind} ({hs}) {comp.candidate:.3f} vs {low_kind} ({ls}) "
+            f"{comp.reference:.3f}: the difference {comp.difference:+.3f} [{comp.ci_low:+.3f}, {comp.ci_high:+.3f}] "
+            f"{verb} the tolerated {threshold:.3f} (unpaired: different examples).")
+    return Flag(name, bool(raised), text, {"comparison": comp.as_dict(), "threshold": threshold,
+                                           "runs": [r["run_id"] for r in high + low]})
+
+
+def _forgetting(con: Any, model: str, base: str | None, settings: OverfitSettings, seed: int,
+                resamples: int) -> Flag:
+    if base is None:
+        return Flag("forgetting", None, "no base model given (--base, or a model with role: base).")
+    mine = {r["suite"]: r for r in _latest(con, model, ("general", "baseline"))}
+    theirs = {r["suite"]: r for r in _latest(con, base, ("general", "baseline"))}
+    common = sorted(set(mine) & set(theirs))
+    if not common:
+        return Flag("forgetting", None, f"no general or baseline suite was run on both {model} and {base}.")
+    worst, details = None, []
+    for suite in common:
+        a = st.example_values(con, mine[suite]["run_id"], settings.metric)
+        b = st.example_values(con, theirs[suite]["run_id"], settings.metric)
+        ids = sorted(set(a) & set(b))
+        comp, _ = paired_compare(settings.metric, [a[i] for i in ids], [b[i] for i in ids], seed=seed,
+                                 resamples=resamples)
+        details.append({"suite": suite, "comparison": comp.as_dict()})
+        if worst is None or comp.ci_high < worst[1].ci_high:
+            worst = (suite, comp)
+    suite, comp = worst
+    raised = comp.ci_high < -settings.forgetting
+    text = (f"on {suite}, {model} {comp.candidate:.3f} vs base {base} {comp.reference:.3f}: difference "
+            f"{comp.difference:+.3f} [{comp.ci_low:+.3f}, {comp.ci_high:+.3f}], {comp.test} p={comp.p_value:.3g}; "
+            + ("worse than the base beyond the tolerated " if raised else "no drop beyond the tolerated ")
+            + f"{settings.forgetting:.3f} (paired, same examples).")
+    return Flag("forgetting", bool(raised), text, {"suites": details, "threshold": settings.forgetting})
+
+
+def _text_of(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return " ".join(_text_of(v) for v in value.values())
+    if isinstance(value, list):
+        return " ".join(_text_of(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _ngrams(words: list[str], n: int) -> set[int]:
+    return {hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
+
+
+def training_index(path: Path, n: int) -> tuple[set[str], set[int]]:
+    """Normalised texts and n-gram hashes of a JSONL training file (its ``input`` fields, else whole lines)."""
+    texts, grams = set(), set()
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+                text = _text_of(obj.get("input", obj) if isinstance(obj, dict) else obj)
+            except json.JSONDecodeError:
+                text = line
+            norm = normalize_text(text)
+            texts.add(norm)
+            grams |= _ngrams(norm.split(), n)
+    return texts, grams
+
+
+def _contamination(con: Any, model: str, training: Path | None, settings: OverfitSettings) -> Flag:
+    if training is None:
+        return Flag("contamination", None, f"model {model} names no training_data file in tollgate.yaml.")
+    texts, grams = training_index(training, settings.ngram)
+    runs = [r for r in st.latest_runs(con, model=model) if r["suite_kind"] != "train_sample"]
+    per_suite, total = [], 0
+    for r in runs:
+        rows = con.execute("SELECT example_id, input FROM examples WHERE suite_hash = ?", [r["suite_hash"]]).fetchall()
+        hits = []
+        for ex_id, inp in rows:
+            norm = normalize_text(_text_of(json.loads(inp)))
+            words = norm.split()
+            mine = _ngrams(words, settings.ngram)
+            if norm in texts or (mine and len(mine & grams) / len(mine) >= settings.ngram_share):
+                hits.append(ex_id)
+        if not hits:
+            continue
+        total += len(hits)
+        values = st.example_values(con, r["run_id"], settings.metric)
+        clean = [v for k, v in values.items() if k not in set(hits)]
+        per_suite.append({"suite": r["suite"], "contaminated": len(hits), "n": len(rows), "examples": hits[:20],
+                          "score_all": sum(values.values()) / len(values) if values else math.nan,
+                          "score_clean": sum(clean) / len(clean) if clean else math.nan})
+    if not total:
+        return Flag("contamination", False, f"no example of {len(runs)} evaluated suite(s) occurs in "
+                                            f"{training.name} (exact, or {settings.ngram_share:.0%} of its "
+                                            f"{settings.ngram}-grams).")
+    worst = max(per_suite, key=lambda s: s["contaminated"])
+    return Flag("contamination", True,
+                f"{total} evaluated example(s) also occur in the training data {training.name}; on {worst['suite']} "
+                f"{worst['contaminated']} of {worst['n']}, score {worst['score_all']:.3f} on all vs "
+                f"{worst['score_clean']:.3f} on the clean subset.", {"suites": per_suite})
+
+
+def overfitting_flags(con: Any, model: str, *, base: str | None, training_data: Path | None,
+                      settings: OverfitSettings, seed: int, resamples: int,
+                      only: tuple[str, ...] = ("gap", "optimism", "forgetting", "contamination")) -> list[Flag]:
+    flags = []
+    for name in only:
+        if name == "gap":
+            flags.append(_difference_flag(con, "gap", model, "train_sample", "heldout", settings.gap, settings,
+                                          seed, resamples))
+        elif name == "optimism":
+            flags.append(_difference_flag(con, "optimism", model, "heldout", "edge", settings.optimism, settings,
+                                          seed + 1, resamples))
+        elif name == "forgetting":
+            flags.append(_forgetting(con, model, base, settings, seed + 2, resamples))
+        elif name == "contamination":
+            flags.append(_contamination(con, model, training_data, settings))
+    return flags

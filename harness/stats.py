@@ -1,0 +1,202 @@
+"""Paired statistics: comparing a candidate with a reference on the same examples.
+
+Both models answered the same examples, so every comparison here is paired: exact McNemar on
+pass/fail, a paired bootstrap of the mean difference and Wilcoxon's signed-rank test on scores.
+An unpaired comparison (two different traffic arms, two different suites) is a separate function
+and says so in its result. Bootstraps take an explicit seed, stored with every decision, so a
+verdict can be recomputed bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.intervals import z_value
+
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Candidate minus reference on ``n`` examples, with the test that judged it."""
+
+    metric: str
+    n: int
+    candidate: float
+    reference: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    test: str
+    p_value: float
+    paired: bool
+    discordant: tuple[int, int] | None = None  # (candidate-only passes, reference-only passes)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
+
+
+def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
+    """Exact McNemar p-value from the discordant pairs: b = only the candidate passed, c = only the
+    reference passed. Under no difference each discordant pair is a fair coin (binomial, p = 1/2)."""
+    from scipy.stats import binomtest
+
+    n = b + c
+    if n == 0:
+        return 1.0
+    alt = {"two-sided": "two-sided", "greater": "greater", "less": "less"}[alternative]
+    return float(binomtest(b, n, 0.5, alternative=alt).pvalue)
+
+
+def bootstrap_means(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples of ``values``, vectorised in chunks.
+
+    One seeded generator draws the indices, so the same data and seed give the same array on
+    every machine (numpy's PCG64 stream is stable across versions).
+    """
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    out = np.empty(resamples)
+    chunk = max(1, min(resamples, 2_000_000 // max(1, n)))
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(k, n))
+        out[start:start + k] = x[idx].mean(axis=1)
+    return out
+
+
+def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[float, float]:
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(boot, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def paired_compare(metric: str, candidate: Any, reference: Any, *, binary: bool | None = None,
+                   confidence: float = 0.95, seed: int = 0,
+                   resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[Comparison, np.ndarray]:
+    """Compare per-example values of two models on the same examples (aligned arrays).
+
+    Pass/fail metrics use exact McNemar; scores use Wilcoxon signed-rank (zero differences
+    dropped, as Wilcoxon's original). The interval of the mean difference is a paired bootstrap
+    either way; its resampled means are returned for the gate's one-sided decisions.
+    """
+    from scipy.stats import wilcoxon
+
+    cand = np.asarray(candidate, dtype=float)
+    ref = np.asarray(reference, dtype=float)
+    if cand.shape != ref.shape:
+        raise ValueError("paired arrays must have the same length")
+    n = len(cand)
+    if binary is None:
+        binary = bool(np.all(np.isin(cand, (0.0, 1.0))) and np.all(np.isin(ref, (0.0, 1.0))))
+    diff = cand - ref
+    if n == 0:
+        nan = math.nan
+        return Comparison(metric, 0, nan, nan, nan, nan, nan, "none", nan, True), np.array([])
+    boot = bootstrap_means(diff, seed, resamples)
+    lo, hi = percentile_ci(boot, confidence)
+    if binary:
+        b = int(np.sum((cand == 1) & (ref == 0)))
+        c = int(np.sum((cand == 0) & (ref == 1)))
+        p = mcnemar_exact(b, c)
+        comp = Comparison(metric, n, float(cand.mean()), float(ref.mean()), float(diff.mean()), lo, hi,
+                          "mcnemar-exact", p, True, (b, c))
+    else:
+        p = 1.0 if np.all(diff == 0) else float(wilcoxon(cand, ref, zero_method="wilcox").pvalue)
+        comp = Comparison(metric, n, float(cand.mean()), float(ref.mean()), float(diff.mean()), lo, hi,
+                          "wilcoxon-signed-rank", p, True)
+    return comp, boot
+
+
+def unpaired_compare(metric: str, a: Any, b: Any, *, confidence: float = 0.95, seed: int = 0,
+                     resamples: int = BOOTSTRAP_RESAMPLES) -> tuple[Comparison, np.ndarray]:
+    """Compare two independent samples (different examples: two suites, two traffic arms).
+
+    Only for data that really are unpaired: it ignores any pairing and is far less sensitive on
+    paired data. Proportions use Fisher's exact test, scores Mann-Whitney U; the interval of the
+    difference in means is a two-sample bootstrap.
+    """
+    from scipy.stats import fisher_exact, mannwhitneyu
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        nan = math.nan
+        return Comparison(metric, min(len(x), len(y)), nan, nan, nan, nan, nan, "none", nan, False), np.array([])
+    rng_seed = np.random.SeedSequence(seed).spawn(2)
+    bx = bootstrap_means(x, int(rng_seed[0].generate_state(1)[0]), resamples)
+    by = bootstrap_means(y, int(rng_seed[1].generate_state(1)[0]), resamples)
+    boot = bx - by
+    lo, hi = percentile_ci(boot, confidence)
+    binary = bool(np.all(np.isin(x, (0.0, 1.0))) and np.all(np.isin(y, (0.0, 1.0))))
+    if binary:
+        table = [[int(x.sum()), int(len(x) - x.sum())], [int(y.sum()), int(len(y) - y.sum())]]
+        p, test = float(fisher_exact(table).pvalue), "fisher-exact (unpaired)"
+    else:
+        p, test = float(mannwhitneyu(x, y).pvalue), "mann-whitney-u (unpaired)"
+    return Comparison(metric, len(x) + len(y), float(x.mean()), float(y.mean()), float(x.mean() - y.mean()), lo, hi,
+                      test, p, False), boot
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (controls the family-wise error rate)."""
+    m = len(p_values)
+    order = sorted(range(m), key=lambda i: p_values[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted
+
+
+def bootstrap_p_value(boot: np.ndarray, threshold: float, side: str) -> float:
+    """One-sided bootstrap p-value: the share of resampled statistics on the wrong side of the
+    threshold (``side="above"`` tests H0: statistic <= threshold)."""
+    if len(boot) == 0:
+        return 1.0
+    wrong = np.sum(boot <= threshold) if side == "above" else np.sum(boot >= threshold)
+    return float((wrong + 1) / (len(boot) + 1))
+
+
+def paired_sample_size(discordance: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Examples needed to show a paired difference in proportions (one-sided), Connor (1987).
+
+    ``discordance`` is the share of examples where the two models disagree (p10 + p01), ``effect``
+    the true difference still to be shown (p10 - p01, or the distance to a margin).
+    """
+    if effect <= 0:
+        return math.inf  # type: ignore[return-value]
+    if discordance <= 0:
+        return 0
+    psi = max(discordance, effect)
+    za, zb = z_value(1 - 2 * alpha), z_value(2 * power - 1)
+    n = (za * math.sqrt(psi) + zb * math.sqrt(max(psi - effect**2, 0.0))) ** 2 / effect**2
+    return math.ceil(n)
+
+
+def minimum_detectable_effect(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest paired difference that ``n`` examples detect with the given power."""
+    lo, hi = 1e-6, max(discordance, 1e-6)
+    if paired_sample_size(discordance, hi, alpha, power) > n:
+        return math.nan
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if paired_sample_size(discordance, mid, alpha, power) <= n:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def mean_sample_size(sd: float, effect: float, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Examples needed for a one-sided test of a mean at distance ``effect`` (normal approximation)."""
+    if effect <= 0:
+        return math.inf  # type: ignore[return-value]
+    za, zb = z_value(1 - 2 * alpha), z_value(2 * power - 1)
+    return max(2, math.ceil(((za + zb) * sd / effect) ** 2))
