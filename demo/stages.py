@@ -24,6 +24,20 @@ MODELS = {  # name -> (role, training data file, what it is)
     "candidate": ("candidate", "data/train.jsonl", "this quarter's fine-tune, best checkpoint on validation"),
     "overfit": ("other", "data/overfit_train.jsonl", "a fine-tune trained for many epochs on 200 examples"),
 }
+GATE_POLICY = """\
+# The release policy: what a candidate must show before it may replace production.
+gate:
+  alpha: 0.05                     # one-sided, Holm-corrected across the non-critical rules
+  min_paired: 30
+  overfit: {metric: json_fields, gap: 0.05}
+  rules:
+    - {suite: heldout, metric: json_fields, min: 0.90, critical: true}   # the interval's lower bound must clear it
+    - {suite: heldout, metric: json_fields, non_inferior: 0.02}          # paired against the reference
+    - {suite: heldout, metric: pass, non_inferior: 0.02}
+    - {kind: edge, metric: json_fields, non_inferior: 0.05}
+    - {suite: heldout, max_error_rate: 0.01}
+    - no_overfitting: [gap, contamination]
+"""
 SUITES = {  # name -> (kind, description)
     "train_sample": ("train_sample", "200 documents drawn from the training data"),
     "validation": ("validation", "the split the candidate's early stopping watched"),
@@ -65,7 +79,7 @@ def write_project(root: Path) -> None:
             lines.append(f"    training_data: {training}")
         lines += ["    generation: {max_new_tokens: 96, temperature: 0}", "    options: {batch_size: 32}"]
     lines += ["suites:", "  - suites/*", ""]
-    (root / "tollgate.yaml").write_text("\n".join(lines), encoding="utf-8")
+    (root / "tollgate.yaml").write_text("\n".join(lines) + GATE_POLICY, encoding="utf-8")
 
 
 # -- stage 2: models ----------------------------------------------------------------------------------
@@ -133,6 +147,20 @@ def _ci(e: Any) -> str:
     return f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
 
 
+# -- stage 4: the gate -----------------------------------------------------------------------------------
+def gates(root: Path) -> list[tuple[str, str]]:
+    """Judge the candidate, then the overfit model, against production; both decisions are recorded."""
+    from harness.cli_gate import _context_for, judge, print_decision
+
+    project, store, kinds = _context_for(root / "tollgate.yaml")
+    verdicts = []
+    for model in ("candidate", "overfit"):
+        decision, decision_id = judge(project, store, kinds, model, "production", "base", actor="tollgate-demo")
+        print_decision(decision, decision_id)
+        verdicts.append((model, decision.verdict))
+    return verdicts
+
+
 def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_progress: bool = True,
              seed: int = 7, small: bool = False) -> list[Any]:
     """All stages; returns the stored result rows (the printed table is made from them)."""
@@ -145,14 +173,17 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
         shutil.rmtree(root / ".tollgate", ignore_errors=True)
     sizes = dict(n_train=200, n_validation=16, n_heldout=16, n_train_sample=16, edge_per_kind=1) if small else {}
     data = generate(seed=seed, **sizes)
-    say(f"[1/3] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
+    say(f"[1/4] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
         f"validation ({len(data.validation)}), heldout ({len(data.heldout)}), edge ({len(data.edge)}) in {root}")
     write_data(root, data)
     write_project(root)
     spent = install_models(root, rebuild, scale, data)
-    say(f"[2/3] models: base, production, candidate, overfit ready in {spent:.0f} s")
-    say("[3/3] evaluating every model on every suite (cached results are reused)")
+    say(f"[2/4] models: base, production, candidate, overfit ready in {spent:.0f} s")
+    say("[3/4] evaluating every model on every suite (cached results are reused)")
     rows = evaluate(root, show_progress)
     Console(width=110).print(results_table(rows))
+    say("[4/4] the gate: may the candidate replace production? And the overfit model?")
+    for model, verdict in gates(root):
+        say(f"  gate {model} --against production: {verdict.upper()}")
     say(f"demo finished in {time.perf_counter() - t0:.0f} s; explore with: cd {directory} && tollgate results")
     return rows

@@ -20,11 +20,18 @@ COLOURS = {"pass": "green", "fail": "red", "inconclusive": "yellow"}
 
 
 def _context(args: argparse.Namespace) -> tuple[Any, Any, dict[str, str]]:
-    from harness.cli import _project
+    from harness.project import find_project
+
+    return _context_for(find_project(explicit=args.project))
+
+
+def _context_for(path: Any) -> tuple[Any, Any, dict[str, str]]:
+    """The project, its store and each suite's kind: what every verdict command starts from."""
+    from harness.project import load_project
     from harness.store import Store
     from harness.suites import read_suite_header
 
-    project = _project(args)
+    project = load_project(path)
     kinds = {}
     for d in project.suite_dirs:
         entry, _ = read_suite_header(d)

@@ -1,8 +1,11 @@
 """The gate: the policy's rules applied to stored results, each giving pass, fail or inconclusive.
 
 A rule passes only when the evidence says so at the policy's alpha (one-sided; Holm-corrected
-across the non-critical rules), fails when the evidence says the opposite, and is inconclusive
-otherwise, with the number of examples that would decide it. The gate passes when every rule
+across the non-critical rules): exact binomial for a proportion against a threshold, the
+Nam-Tango score test for paired non-inferiority of pass rates, exact McNemar for their
+superiority, t-tests for mean scores and Wilcoxon for their superiority. It fails when the
+evidence says the opposite, and is inconclusive otherwise, with the number of examples that
+would decide it. The gate passes when every rule
 passes, fails when any rule fails, and is inconclusive otherwise. Every input (run ids, suite
 hashes, policy, seed) goes into the decision, so it can be recomputed bit for bit.
 """
@@ -21,12 +24,13 @@ from harness.intervals import estimate
 from harness.overfit import overfitting_flags
 from harness.policy import GatePolicy, OverfitRule, Rule
 from harness.stats import (
-    bootstrap_means,
     bootstrap_p_value,
     holm,
     mcnemar_exact,
     mean_sample_size,
+    mean_shift_test,
     paired_compare,
+    paired_noninferiority_test,
     paired_sample_size,
     percentile_ci,
 )
@@ -225,9 +229,7 @@ def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GateP
         res.p_pass = float(binomtest(k, n, t, alternative="greater").pvalue)
         res.p_fail = float(binomtest(k, n, t, alternative="less").pvalue)
     else:
-        boot = bootstrap_means(x, seed, policy.resamples)
-        res.p_pass = bootstrap_p_value(boot, t, "above")
-        res.p_fail = bootstrap_p_value(boot, t, "below")
+        res.p_pass, res.p_fail = mean_shift_test(x, t)
     res.n_needed = _n_for_mean(x, t, policy)
     res.reason = f"needs {rule.metric} ≥ {t:g} on {n} examples."
 
@@ -249,7 +251,7 @@ def _paired_rule(res: RuleResult, rule: Rule, cand: dict[str, float], ref: dict[
         return
     a = np.array([cand[i] for i in ids])
     b = np.array([ref[i] for i in ids])
-    comp, boot = paired_compare(rule.metric, a, b, seed=seed, resamples=policy.resamples)
+    comp, _ = paired_compare(rule.metric, a, b, seed=seed, resamples=policy.resamples)
     res.comparison = comp.as_dict()
     res.candidate, res.reference = estimate(a).as_dict(), estimate(b).as_dict()
     margin = rule.non_inferior if rule.condition == "non_inferior" else 0.0
@@ -265,9 +267,10 @@ def _paired_rule(res: RuleResult, rule: Rule, cand: dict[str, float], ref: dict[
         else:
             res.p_pass = float(wilcoxon(a, b, alternative="greater").pvalue)
             res.p_fail = float(wilcoxon(a, b, alternative="less").pvalue)
+    elif binary:
+        res.p_pass, res.p_fail = paired_noninferiority_test(*comp.discordant, comp.n, margin)
     else:
-        res.p_pass = bootstrap_p_value(boot, -margin, "above")
-        res.p_fail = bootstrap_p_value(boot, -margin, "below")
+        res.p_pass, res.p_fail = mean_shift_test(a - b, -margin)
     effect = abs(comp.difference + margin)
     if binary:
         disc = sum(comp.discordant) / comp.n

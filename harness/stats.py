@@ -200,3 +200,47 @@ def mean_sample_size(sd: float, effect: float, alpha: float = 0.05, power: float
         return math.inf  # type: ignore[return-value]
     za, zb = z_value(1 - 2 * alpha), z_value(2 * power - 1)
     return max(2, math.ceil(((za + zb) * sd / effect) ** 2))
+
+
+def paired_noninferiority_test(b: int, c: int, n: int, margin: float) -> tuple[float, float]:
+    """Score test of H0: p_cand - p_ref <= -margin on paired pass/fail (Nam 1997; Tango 1998).
+
+    ``b`` = examples only the candidate passed, ``c`` = only the reference, ``n`` = all pairs.
+    The variance is taken at the constrained maximum-likelihood estimate under H0, which keeps the
+    test close to its nominal size where a bootstrap or Wald interval of few discordant pairs is
+    too liberal. Returns (p for non-inferiority, p for inferiority beyond the margin).
+    """
+    from scipy.stats import norm
+
+    d = margin
+    if n == 0:
+        return 1.0, 1.0
+    m = n - b - c
+    big_b = (b + c) * (1 + d) + 2 * d * (c + m)
+    big_c = c * d * (1 + d)
+    disc = max(big_b * big_b - 8 * n * big_c, 0.0)
+    roots = [(big_b + s * math.sqrt(disc)) / (4 * n) for s in (1, -1)]
+    valid = [x for x in roots if d - 1e-12 <= x <= (1 + d) / 2 + 1e-12]
+    p01 = valid[0] if valid else max(roots)
+    var = n * (2 * p01 - d - d * d)
+    if var <= 0:
+        observed = (b - c) / n
+        return (0.0, 1.0) if observed > -d else (1.0, 0.0)
+    z = (b - c + n * d) / math.sqrt(var)
+    return float(norm.sf(z)), float(norm.cdf(z))
+
+
+def mean_shift_test(values: Any, shift: float) -> tuple[float, float]:
+    """One-sided t-tests of the mean against ``shift``: (p for mean > shift, p for mean < shift).
+
+    Used for scores in [0, 1] (field accuracy, paired differences of it), where the normal
+    approximation of a mean of bounded values is sound from a few dozen examples.
+    """
+    from scipy.stats import ttest_1samp
+
+    x = np.asarray(values, dtype=float)
+    if len(x) < 2 or np.all(x == x[0]):
+        mean = float(x.mean()) if len(x) else math.nan
+        return (0.0, 1.0) if mean > shift else ((1.0, 0.0) if mean < shift else (1.0, 1.0))
+    return (float(ttest_1samp(x, shift, alternative="greater").pvalue),
+            float(ttest_1samp(x, shift, alternative="less").pvalue))

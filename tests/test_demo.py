@@ -118,3 +118,10 @@ def test_overfit_model_shows_a_clear_train_heldout_gap(full_demo):
     train, held = by["overfit", "train_sample", "json_fields"], by["overfit", "heldout", "json_fields"]
     assert train["ci_low"] > held["ci_high"]
     assert by["base", "heldout", "json_valid"]["value"] < 0.5, "the base model never learned the task"
+
+
+def test_the_demo_gate_passes_the_candidate_and_fails_the_overfit_model(full_demo):
+    res, _ = full_demo
+    assert "gate candidate --against production: PASS" in res.stderr
+    assert "gate overfit --against production: FAIL" in res.stderr
+    assert "no overfitting: gap" in res.stdout
