@@ -158,6 +158,8 @@ def holm(p_values: list[float]) -> list[float]:
 def bootstrap_p_value(boot: np.ndarray, threshold: float, side: str) -> float:
     """One-sided bootstrap p-value: the share of resampled statistics on the wrong side of the
     threshold (``side="above"`` tests H0: statistic <= threshold)."""
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', not {side!r}")
     if len(boot) == 0:
         return 1.0
     wrong = np.sum(boot <= threshold) if side == "above" else np.sum(boot >= threshold)
@@ -225,6 +227,8 @@ def paired_noninferiority_test(b: int, c: int, n: int, margin: float) -> tuple[f
     var = n * (2 * p01 - d - d * d)
     if var <= 0:
         observed = (b - c) / n
+        if math.isclose(observed, -d, abs_tol=1e-12):
+            return 1.0, 1.0  # identical answers at a zero margin: no evidence either way
         return (0.0, 1.0) if observed > -d else (1.0, 0.0)
     z = (b - c + n * d) / math.sqrt(var)
     return float(norm.sf(z)), float(norm.cdf(z))

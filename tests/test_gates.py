@@ -225,3 +225,17 @@ def test_holm_keeps_two_borderline_rules_from_both_passing():
                           p_pass=0.04, p_fail=0.9)
     _decide([critical], policy)
     assert critical.verdict == "pass"  # a critical rule stands alone at alpha
+
+
+def test_compare_prints_the_paired_table(tmp_path, monkeypatch, capsys):
+    make(tmp_path, "- {suite: heldout, min: 0.5}\n")
+    monkeypatch.chdir(tmp_path)
+    run_all("good", "ref")
+    capsys.readouterr()
+    assert main(["compare", "good", "ref", "--format", "json"]) == 0
+    rows = {r["metric"]: r for r in json.loads(capsys.readouterr().out)}
+    em = rows["exact_match"]
+    assert (em["n"], em["candidate"], em["reference"], em["paired"]) == (200, 0.95, 0.8, True)
+    assert em["test"] == "mcnemar-exact" and em["discordant"] == [30, 0] and em["p_value"] < 1e-8
+    assert em["ci_low"] <= 0.15 <= em["ci_high"]
+    assert main(["compare", "good", "bad"]) == 2  # bad never ran: nothing in common

@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 import pytest
-from scipy.stats import binom, binomtest, fisher_exact, mannwhitneyu, norm, wilcoxon
+from scipy.optimize import minimize_scalar
+from scipy.stats import binom, binomtest, fisher_exact, mannwhitneyu, norm, ttest_1samp, wilcoxon
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
@@ -19,8 +20,10 @@ from harness.stats import (
     holm,
     mcnemar_exact,
     mean_sample_size,
+    mean_shift_test,
     minimum_detectable_effect,
     paired_compare,
+    paired_noninferiority_test,
     paired_sample_size,
     percentile_ci,
     unpaired_compare,
@@ -459,6 +462,99 @@ def test_mean_sample_size_is_at_least_two_and_infinite_without_an_effect():
     assert math.isinf(mean_sample_size(1.0, -0.1))
     assert mean_sample_size(1.0, 0.1) > mean_sample_size(1.0, 0.2)
     assert mean_sample_size(1.0, 0.1, power=0.9) > mean_sample_size(1.0, 0.1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# paired_noninferiority_test (Nam 1997, Tango 1998) and mean_shift_test
+
+
+def _score_test_by_numerical_mle(b: int, c: int, n: int, margin: float) -> float:
+    """p for non-inferiority computed independently: maximise the multinomial likelihood of (b, c, rest) under
+    H0 p10 - p01 = -margin numerically, then z = (b - c + n*margin) / sqrt(n * (p10 + p01 - (p10 - p01)**2))."""
+    m = n - b - c
+
+    def nll(p01: float) -> float:
+        cells = ((b, p01 - margin), (c, p01), (m, 1 - 2 * p01 + margin))
+        return -sum(k * math.log(max(p, 1e-300)) for k, p in cells if k)
+
+    p01 = minimize_scalar(nll, bounds=(margin, (1 + margin) / 2), method="bounded", options={"xatol": 1e-13}).x
+    p10 = p01 - margin
+    z = (b - c + n * margin) / math.sqrt(n * (p10 + p01 - (p10 - p01) ** 2))
+    return float(norm.sf(z))
+
+
+NI_GRID = [(b, c, n, d) for n in (20, 60, 300) for d in (0.01, 0.05, 0.1)
+           for b, c in ((0, 0), (0, 3), (3, 0), (5, 9), (12, 2), (n // 4, n // 5), (n // 2, n // 2))]
+
+
+@pytest.mark.parametrize(("b", "c", "n", "margin"), NI_GRID)
+def test_paired_noninferiority_score_test_uses_the_constrained_maximum_likelihood_variance(b, c, n, margin):
+    p_pass, p_fail = paired_noninferiority_test(b, c, n, margin)
+    assert p_pass == pytest.approx(_score_test_by_numerical_mle(b, c, n, margin), abs=1e-6)
+    assert p_pass + p_fail == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize(("b", "c"), [(1, 0), (0, 1), (12, 2), (2, 12), (30, 41), (100, 80)])
+def test_paired_noninferiority_with_no_margin_is_mcnemars_uncorrected_z_test(b, c):
+    # At margin 0 the constrained MLE is p01 = p10 = (b + c) / 2n and the score statistic is (b - c) / sqrt(b + c).
+    p_pass, p_fail = paired_noninferiority_test(b, c, 200, 0.0)
+    z = (b - c) / math.sqrt(b + c)
+    assert p_pass == pytest.approx(norm.sf(z), abs=1e-12)
+    assert p_fail == pytest.approx(norm.cdf(z), abs=1e-12)
+    chi2 = mcnemar(np.array([[50, b], [c, 50]]), exact=False, correction=False)
+    assert 2 * min(p_pass, p_fail) == pytest.approx(chi2.pvalue, abs=1e-12)
+
+
+def test_paired_noninferiority_passes_more_easily_with_a_wider_margin_and_more_wins():
+    ps = [paired_noninferiority_test(5, 8, 200, d)[0] for d in (0.0, 0.02, 0.05, 0.1)]
+    assert ps == sorted(ps, reverse=True)
+    assert paired_noninferiority_test(10, 5, 200, 0.03)[0] < paired_noninferiority_test(5, 10, 200, 0.03)[0]
+
+
+def test_paired_noninferiority_of_identical_models_with_a_margin_passes_on_enough_examples():
+    # Every example concordant: the constrained MLE sits on the boundary p01 = margin, p10 = 0, so
+    # z = n*margin / sqrt(n*margin*(1 - margin)) = sqrt(n*margin / (1 - margin)).
+    p_pass, p_fail = paired_noninferiority_test(0, 0, 300, 0.05)
+    assert p_pass == pytest.approx(norm.sf(math.sqrt(300 * 0.05 / 0.95)), abs=1e-12)
+    assert p_pass < 0.05 < p_fail
+
+
+def test_paired_noninferiority_of_identical_models_with_no_margin_is_no_evidence_either_way():
+    # BUG (harness/stats.py, paired_noninferiority_test, the `var <= 0` branch): with margin 0 and no discordant
+    # pairs the variance is 0, and since the observed difference 0 is not > -0 the function returns (1.0, 0.0):
+    # p_fail = 0 declares the candidate inferior with certainty although it answered every example exactly as the
+    # reference did (the gate then fails a `non_inferior: 0` rule, which the policy allows, ge=0). The statistic is
+    # 0/0 here; like mean_shift_test for constant data equal to the shift, the answer should be (1.0, 1.0).
+    p_pass, p_fail = paired_noninferiority_test(0, 0, 100, 0.0)
+    assert p_pass == 1.0
+    assert p_fail == 1.0
+
+
+def test_paired_noninferiority_of_no_examples_is_one_both_ways():
+    assert paired_noninferiority_test(0, 0, 0, 0.05) == (1.0, 1.0)
+
+
+@pytest.mark.parametrize(("p10", "p01", "n", "margin"), [(0.05, 0.10, 200, 0.05), (0.10, 0.20, 100, 0.10)])
+def test_paired_noninferiority_rejects_about_5_percent_at_the_margin(p10, p01, n, margin):
+    # True difference exactly -margin (the boundary of H0): the score test should hold its nominal size.
+    cells = np.random.default_rng(31).multinomial(n, [p10, p01, 1 - p10 - p01], size=2000)
+    rate = np.mean([paired_noninferiority_test(int(x[0]), int(x[1]), n, margin)[0] < 0.05 for x in cells])
+    assert 0.03 <= rate <= 0.07
+
+
+def test_mean_shift_test_is_the_one_sided_one_sample_t_test():
+    x = np.random.default_rng(5).normal(0.02, 0.1, 80)
+    for shift in (-0.05, 0.0, 0.02, 0.1):
+        greater, less = mean_shift_test(x, shift)
+        assert greater == pytest.approx(ttest_1samp(x, shift, alternative="greater").pvalue, abs=1e-12)
+        assert less == pytest.approx(ttest_1samp(x, shift, alternative="less").pvalue, abs=1e-12)
+
+
+def test_mean_shift_test_of_constant_data_is_decided_by_the_side_of_the_shift():
+    assert mean_shift_test(np.full(10, 0.3), 0.2) == (0.0, 1.0)
+    assert mean_shift_test(np.full(10, 0.1), 0.2) == (1.0, 0.0)
+    assert mean_shift_test(np.full(10, 0.2), 0.2) == (1.0, 1.0)
+    assert mean_shift_test(np.array([]), 0.0) == (1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
