@@ -36,7 +36,7 @@ gate:
     - {suite: heldout, metric: pass, non_inferior: 0.02}
     - {kind: edge, metric: json_fields, non_inferior: 0.05}
     - {suite: heldout, max_error_rate: 0.01}
-    - no_overfitting: [gap, contamination]
+    - no_overfitting: [gap, contamination, memorisation]
 """
 SUITES = {  # name -> (kind, description)
     "train_sample": ("train_sample", "200 documents drawn from the training data"),
@@ -151,10 +151,14 @@ def _ci(e: Any) -> str:
 def gates(root: Path) -> list[tuple[str, str]]:
     """Judge the candidate, then the overfit model, against production; both decisions are recorded."""
     from harness.cli_gate import _context_for, judge, print_decision
+    from harness.overfit import project_probes
+    from harness.runner import run_suites
 
     project, store, kinds = _context_for(root / "tollgate.yaml")
+    probes = [p for p, _ in project_probes(project.suite_dirs, project.gate.seed)]
     verdicts = []
     for model in ("candidate", "overfit"):
+        run_suites(project, model, probes, store, show_progress=False)  # the memorisation probe (cached)
         decision, decision_id = judge(project, store, kinds, model, "production", "base", actor="tollgate-demo")
         print_decision(decision, decision_id)
         verdicts.append((model, decision.verdict))

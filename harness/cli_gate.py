@@ -118,10 +118,11 @@ def judge(project: Any, store: Any, kinds: dict[str, str], candidate: str, refer
     from harness.gates import evaluate_gate
     from harness.version import code_version
 
+    probes = _probes_if_asked(project)
     with store.read() as con:
         decision = evaluate_gate(con, candidate=candidate, reference=reference, policy=project.gate,
                                  suite_kinds=kinds, base=base, training_data=project.training_data.get(candidate),
-                                 pinned_runs=pinned)
+                                 pinned_runs=pinned, probes=probes)
     evidence = decision.as_dict()
     evidence["runs"] = {r.rule: r.runs for r in decision.rules if r.runs}
     decision_id = uuid.uuid4().hex
@@ -134,6 +135,14 @@ def judge(project: Any, store: Any, kinds: dict[str, str], candidate: str, refer
             "verdict": decision.verdict, "evidence": evidence, "seed": decision.seed,
             "code_version": code_version(), "actor": actor, "created_at": st.utcnow()})
     return decision, decision_id
+
+
+def _probes_if_asked(project: Any) -> list[Any] | None:
+    from harness.overfit import project_probes
+    from harness.policy import OverfitRule
+
+    wanted = any(isinstance(r, OverfitRule) and "memorisation" in r.no_overfitting for r in project.gate.rules)
+    return project_probes(project.suite_dirs, project.gate.seed) if wanted else None
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
@@ -179,14 +188,22 @@ def print_decision(decision: Any, decision_id: str) -> None:
 
 # -- overfit -------------------------------------------------------------------------------------
 def cmd_overfit(args: argparse.Namespace) -> int:
-    from harness.overfit import overfitting_flags
+    from harness.overfit import FLAG_NAMES, overfitting_flags, project_probes
+    from harness.runner import run_suites
 
     project, store, _ = _context(args)
     project.model(args.model)
+    probes = project_probes(project.suite_dirs, project.gate.seed)
+    if args.memorisation:
+        if not probes:
+            raise TollgateInputError("the project has no train_sample suite to build a memorisation probe from.",
+                                     field="--memorisation")
+        run_suites(project, args.model, [p for p, _ in probes], store, show_progress=not args.no_progress)
     with store.read() as con:
         flags = overfitting_flags(con, args.model, base=_base_of(project, args.base),
                                   training_data=project.training_data.get(args.model), settings=project.gate.overfit,
-                                  seed=project.gate.seed, resamples=min(project.gate.resamples, 5000))
+                                  seed=project.gate.seed, resamples=min(project.gate.resamples, 5000),
+                                  only=FLAG_NAMES, probes=probes)
     if args.json:
         json.dump([f.as_dict() for f in flags], sys.stdout, indent=2, default=str)
         print()
@@ -295,6 +312,9 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("overfit", help="overfitting flags with their evidence")
     s.add_argument("model")
     s.add_argument("--base", metavar="MODEL", help="base model for the forgetting flag (default: role base)")
+    s.add_argument("--memorisation", action="store_true",
+                   help="run the model on counterfactual copies of its train_sample examples first (stored)")
+    s.add_argument("--no-progress", action="store_true")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_overfit)
 

@@ -124,7 +124,8 @@ def _expand(policy: GatePolicy, suite_kinds: dict[str, str]) -> list[tuple[int, 
 
 def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: GatePolicy,
                   suite_kinds: dict[str, str], base: str | None = None, training_data: Any = None,
-                  pinned_runs: dict[str, dict[str, str]] | None = None) -> GateDecision:
+                  pinned_runs: dict[str, dict[str, str]] | None = None,
+                  probes: list[Any] | None = None) -> GateDecision:
     """Judge ``candidate`` against ``reference`` with the policy; ``pinned_runs`` replays a decision."""
     if not policy.rules:
         raise TollgateInputError("the project has no gate rules.", field="gate.rules",
@@ -139,7 +140,7 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
     for k, (i, rule, suite) in enumerate(_expand(policy, suite_kinds)):
         seed = policy.seed + k
         if isinstance(rule, OverfitRule):
-            results.extend(_overfit_rule(con, rule, candidate, base, training_data, policy, seed))
+            results.extend(_overfit_rule(con, rule, candidate, base, training_data, policy, seed, probes))
             continue
         res = RuleResult(rule=describe(rule, suite), suite=suite, metric=rule.metric, condition=rule.condition,
                          threshold=_threshold(rule), critical=rule.critical, seed=seed)
@@ -284,9 +285,10 @@ def _paired_rule(res: RuleResult, rule: Rule, cand: dict[str, float], ref: dict[
 
 
 def _overfit_rule(con: Any, rule: OverfitRule, candidate: str, base: str | None, training_data: Any,
-                  policy: GatePolicy, seed: int) -> list[RuleResult]:
+                  policy: GatePolicy, seed: int, probes: list[Any] | None) -> list[RuleResult]:
     flags = overfitting_flags(con, candidate, base=base, training_data=training_data, settings=policy.overfit,
-                              seed=seed, resamples=min(policy.resamples, 5000), only=tuple(rule.no_overfitting))
+                              seed=seed, resamples=min(policy.resamples, 5000), only=tuple(rule.no_overfitting),
+                              probes=probes)
     out = []
     for f in flags:
         verdict = "inconclusive" if f.raised is None else ("fail" if f.raised else "pass")

@@ -8,6 +8,9 @@ Each flag carries its numbers and a sentence a release manager can read aloud:
   normalisation, or with at least half of their 13-grams found there: lm-eval's decontamination
   flags any shared 13-gram, which on templated documents flags nearly everything), with the score
   on the clean subset beside the score on all.
+- memorisation: on counterfactual copies of training examples (one field's value in the document
+  replaced by another training value, the expected answer following it), the model still
+  returns the original training target.
 Suites are different examples, so gap and optimism are unpaired comparisons (and say so);
 forgetting compares the same examples, so it is paired.
 """
@@ -21,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from harness import store as st
-from harness.checks import normalize_text
+from harness.checks import normalize_text, parse_json_output
+from harness.examples import Example
+from harness.hashing import hash_obj
 from harness.policy import OverfitSettings
 from harness.stats import paired_compare, unpaired_compare
 
@@ -132,7 +137,8 @@ def _contamination(con: Any, model: str, training: Path | None, settings: Overfi
     if training is None:
         return Flag("contamination", None, f"model {model} names no training_data file in tollgate.yaml.")
     texts, grams = training_index(training, settings.ngram)
-    runs = [r for r in st.latest_runs(con, model=model) if r["suite_kind"] != "train_sample"]
+    # training samples and the probes made from them are training data by design
+    runs = [r for r in st.latest_runs(con, model=model) if r["suite_kind"] not in ("train_sample", "probe")]
     per_suite, total = [], 0
     for r in runs:
         rows = con.execute("SELECT example_id, input FROM examples WHERE suite_hash = ?", [r["suite_hash"]]).fetchall()
@@ -162,9 +168,120 @@ def _contamination(con: Any, model: str, training: Path | None, settings: Overfi
                 f"{worst['score_clean']:.3f} on the clean subset.", {"suites": per_suite})
 
 
+PROBE_SUFFIX = "~memorisation"
+FLAG_NAMES = ("gap", "optimism", "forgetting", "contamination", "memorisation")
+
+
+@dataclass(frozen=True)
+class Swap:
+    example_id: str
+    field: str
+    original: str
+    replacement: str
+
+
+def counterfactual_copies(suite: Any, seed: int = 0) -> tuple[Any, list[Swap]]:
+    """A probe suite: each training example with one expected value swapped in its input.
+
+    Only values that appear verbatim in the input are swapped, for a value of the same field taken
+    from another example that the input does not contain, so the right answer changes with the
+    document. A model that answers the original value recalls its training data instead of
+    reading. Deterministic for a seed.
+    """
+    import random
+    from dataclasses import replace
+
+    rng = random.Random(seed)
+    pool: dict[str, list[str]] = {}
+    for ex in suite.examples:
+        if isinstance(ex.expected, dict):
+            for k, v in ex.expected.items():
+                if isinstance(v, str) and v:
+                    pool.setdefault(k, []).append(v)
+    examples, swaps = [], []
+    for n, ex in enumerate(suite.examples):
+        if not isinstance(ex.expected, dict) or not isinstance(ex.input, (str, dict)):
+            continue
+        text = _text_of(ex.input)
+        fields = [k for k, v in ex.expected.items() if isinstance(v, str) and len(v) >= 3 and v in text]
+        if not fields:
+            continue
+        field_ = fields[n % len(fields)]
+        original = ex.expected[field_]
+        options = sorted({v for v in pool[field_] if v != original and v not in text})
+        if not options:
+            continue
+        new = rng.choice(options)
+
+        def sub(value: Any, old: str = original, rep: str = new) -> Any:
+            if isinstance(value, str):
+                return value.replace(old, rep)
+            if isinstance(value, dict):
+                return {k: sub(v) for k, v in value.items()}
+            return value
+
+        ex_id = f"{ex.id}~{field_}"
+        expected = {**ex.expected, field_: new}
+        inp = sub(ex.input)
+        examples.append(Example(id=ex_id, input=inp, expected=expected, tags=(*ex.tags, "memorisation-probe"),
+                                line=ex.line, hash=hash_obj({"id": ex_id, "input": inp, "expected": expected})))
+        swaps.append(Swap(ex_id, field_, original, new))
+    spec = suite.spec.model_copy(update={"kind": "probe", "name": suite.name + PROBE_SUFFIX})
+    probe = replace(suite, name=suite.name + PROBE_SUFFIX, kind="probe", spec=spec, examples=examples)
+    return probe, swaps
+
+
+def project_probes(suite_dirs: list[Path], seed: int) -> list[tuple[Any, list[Swap]]]:
+    """A memorisation probe for every ``train_sample`` suite of the project."""
+    from harness.suites import load_suite, read_suite_header
+
+    out = []
+    for d in suite_dirs:
+        entry, _ = read_suite_header(d)
+        if entry.kind == "train_sample":
+            out.append(counterfactual_copies(load_suite(d), seed))
+    return out
+
+
+def memorisation_flag(con: Any, model: str, probes: list[tuple[Any, list[Swap]]],
+                      threshold: float) -> Flag:
+    """Share of swapped fields where the model answered the original training value."""
+    from harness.intervals import wilson
+
+    recalled = total = 0
+    examples: list[dict[str, Any]] = []
+    for probe, swaps in probes:
+        runs = [r for r in st.latest_runs(con, model=model, suites=[probe.name]) if r["suite_hash"] ==
+                probe.content_hash]
+        if not runs:
+            return Flag("memorisation", None, f"the memorisation probe has not been run on {model}: "
+                                              f"run 'tollgate overfit {model} --memorisation'.")
+        outputs = dict(con.execute("SELECT example_id, output FROM results WHERE run_id = ?",
+                                   [runs[0]["run_id"]]).fetchall())
+        for sw in swaps:
+            obj, _ = parse_json_output(outputs.get(sw.example_id) or "")
+            got = obj.get(sw.field) if isinstance(obj, dict) else None
+            total += 1
+            if isinstance(got, str) and normalize_text(got) == normalize_text(sw.original):
+                recalled += 1
+                if len(examples) < 10:
+                    examples.append(asdict(sw))
+    if not total:
+        return Flag("memorisation", None, "no training example has a value that can be swapped in its input.")
+    est = wilson(recalled, total)
+    raised = est.low > threshold
+    return Flag("memorisation", bool(raised),
+                f"on {total} counterfactual copies of training examples, {model} answered the original training "
+                f"value {recalled} times ({est.value:.3f} [{est.low:.3f}, {est.high:.3f}]) instead of the value in "
+                f"the document; " + ("above" if raised else "not clearly above") + f" the tolerated {threshold:.3f}.",
+                {"recalled": recalled, "n": total, "estimate": est.as_dict(), "threshold": threshold,
+                 "examples": examples})
+
+
 def overfitting_flags(con: Any, model: str, *, base: str | None, training_data: Path | None,
                       settings: OverfitSettings, seed: int, resamples: int,
-                      only: tuple[str, ...] = ("gap", "optimism", "forgetting", "contamination")) -> list[Flag]:
+                      only: tuple[str, ...] = ("gap", "optimism", "forgetting", "contamination"),
+                      probes: list[tuple[Any, list[Swap]]] | None = None) -> list[Flag]:
     flags = []
     for name in only:
         if name == "gap":
@@ -177,4 +294,6 @@ def overfitting_flags(con: Any, model: str, *, base: str | None, training_data: 
             flags.append(_forgetting(con, model, base, settings, seed + 2, resamples))
         elif name == "contamination":
             flags.append(_contamination(con, model, training_data, settings))
+        elif name == "memorisation":
+            flags.append(memorisation_flag(con, model, probes or [], settings.memorisation))
     return flags

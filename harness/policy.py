@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.hashing import hash_obj
 
-FLAGS = ("gap", "optimism", "forgetting", "contamination")
+FLAGS = ("gap", "optimism", "forgetting", "contamination", "memorisation")
 CONDITIONS = ("min", "non_inferior", "superior", "max_latency_p95_ms", "max_error_rate")
 
 
@@ -51,7 +51,7 @@ class Rule(_Strict):
 class OverfitRule(_Strict):
     """Overfitting flags used as a gate rule: any raised flag fails it."""
 
-    no_overfitting: list[Literal["gap", "optimism", "forgetting", "contamination"]]
+    no_overfitting: list[Literal["gap", "optimism", "forgetting", "contamination", "memorisation"]]
     critical: bool = False
 
 
@@ -60,6 +60,8 @@ class OverfitSettings(_Strict):
     gap: float = Field(0.05, ge=0, description="largest tolerated train_sample - heldout difference")
     optimism: float = Field(0.10, ge=0, description="largest tolerated heldout - edge difference")
     forgetting: float = Field(0.02, ge=0, description="largest tolerated drop against the base model")
+    memorisation: float = Field(0.10, ge=0, le=1, description="largest tolerated share of training values "
+                                                                "recalled on counterfactual copies")
     ngram: int = Field(13, ge=4, description="n-gram length of the contamination check (lm-eval uses 13)")
     ngram_share: float = Field(0.5, gt=0, le=1, description="share of an example's n-grams found in training "
                                                              "data that makes it contaminated")

@@ -75,3 +75,58 @@ def test_flags_stay_down_for_the_base_model(tmp_path, monkeypatch, capsys):
     assert flags["gap"]["raised"] is False and flags["forgetting"]["raised"] is False
     assert flags["contamination"]["raised"] is None  # base names no training data
     assert code == 3
+
+
+MEMO_MODELS = """\
+  reader:
+    adapter: python
+    options: {callable: "mmodels:reader"}
+  recaller:
+    adapter: python
+    options: {callable: "mmodels:recaller"}
+"""
+NAMES = ["Alice Smith", "Bob Jones", "Carol White", "Dan Brown", "Eve Black", "Fay Green"]
+MMODELS = textwrap.dedent(f"""\
+    import json
+    NAMES = {NAMES!r}
+    def reader(prompt):  # reads the name from the document
+        return json.dumps({{"name": prompt.split("filed by ")[1].split(" under")[0]}})
+    def recaller(prompt):  # recalls the name it was trained with for this claim number
+        number = int(prompt.split("number ")[1])
+        return json.dumps({{"name": NAMES[number % len(NAMES)]}})
+""")
+
+
+def test_memorisation_flag_tells_recall_from_reading(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mmodels.py").write_text(MMODELS)
+    write_project(tmp_path, MEMO_MODELS)
+    rows = [{"id": f"t{i}", "input": {"doc": f"Claim filed by {NAMES[i % 6]} under number {i}"},
+             "expected": {"name": NAMES[i % 6]}} for i in range(60)]
+    write_suite(tmp_path, "train_sample", rows, kind="train_sample", prompt="{{ doc }}",
+                extra="checks: [json_fields]\n")
+    monkeypatch.chdir(tmp_path)
+    flags = {}
+    for model in ("reader", "recaller"):
+        capsys.readouterr()
+        main(["overfit", model, "--memorisation", "--no-progress", "--json"])
+        flags[model] = next(f for f in json.loads(capsys.readouterr().out) if f["name"] == "memorisation")
+    assert flags["reader"]["raised"] is False and flags["reader"]["evidence"]["recalled"] == 0
+    assert flags["recaller"]["raised"] is True
+    assert flags["recaller"]["evidence"]["recalled"] == flags["recaller"]["evidence"]["n"] == 60
+    swap = flags["recaller"]["evidence"]["examples"][0]
+    assert swap["field"] == "name" and swap["original"] != swap["replacement"]
+
+
+def test_memorisation_without_a_probe_run_is_unknown_not_fine(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mmodels.py").write_text(MMODELS)
+    write_project(tmp_path, MEMO_MODELS)
+    rows = [{"id": f"t{i}", "input": {"doc": f"Claim filed by {NAMES[i % 6]} under number {i}"},
+             "expected": {"name": NAMES[i % 6]}} for i in range(10)]
+    write_suite(tmp_path, "train_sample", rows, kind="train_sample", prompt="{{ doc }}",
+                extra="checks: [json_fields]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--model", "reader", "--no-progress"]) == 0
+    capsys.readouterr()
+    main(["overfit", "reader", "--json"])
+    flag = next(f for f in json.loads(capsys.readouterr().out) if f["name"] == "memorisation")
+    assert flag["raised"] is None and "--memorisation" in flag["explanation"]

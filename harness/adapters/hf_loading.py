@@ -50,6 +50,9 @@ def check_weights(cfg: ModelConfig) -> None:
 
 def load_pretrained(auto_cls: Any, cfg: ModelConfig, **kwargs: Any) -> Any:
     """``from_pretrained`` from disk only, with the project's safety settings."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bar reports progress; theirs only adds noise per model load
     opts = cfg.options
     extra: dict[str, Any] = {"local_files_only": True, "trust_remote_code": opts.trust_remote_code}
     if "dtype" in kwargs or auto_cls.__name__.startswith("AutoModel"):
