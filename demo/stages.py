@@ -36,7 +36,7 @@ gate:
     - {suite: heldout, metric: pass, non_inferior: 0.02}
     - {kind: edge, metric: json_fields, non_inferior: 0.05}
     - {suite: heldout, max_error_rate: 0.01}
-    - no_overfitting: [gap, contamination, memorisation]
+    - no_overfitting: [gap, forgetting, contamination, memorisation]
 """
 SUITES = {  # name -> (kind, description)
     "train_sample": ("train_sample", "200 documents drawn from the training data"),
@@ -68,6 +68,15 @@ def write_data(root: Path, data: DemoData) -> None:
             + "checks:\n  - json_valid\n  - json_fields:\n      fields: [" + ", ".join(FIELDS) + "]\n"
             + "tags: [claims]\n", encoding="utf-8")
         write_jsonl(d / "examples.jsonl", rows[name])
+
+
+def copy_general_suites(root: Path) -> list[str]:
+    """The shipped lm-eval general suites (suites/general/) join the demo project."""
+    from demo.general import ROOT, TASKS
+
+    for name in TASKS:
+        shutil.copytree(ROOT / name, root / "suites" / name, dirs_exist_ok=True)
+    return list(TASKS)
 
 
 def write_project(root: Path) -> None:
@@ -116,7 +125,7 @@ def evaluate(root: Path, show_progress: bool = True) -> list[Any]:
     project = load_project(root / "tollgate.yaml")
     suites = [load_suite(d) for d in project.suite_dirs]
     store = Store(project.store_path)
-    for model in MODELS:
+    for model in MODELS:  # base first: its runs are the pre-fine-tune baseline
         run_suites(project, model, suites, store, show_progress=show_progress)
     return stored_results(store)
 
@@ -140,6 +149,23 @@ def results_table(rows: list[Any]) -> Any:
                       f"{js.estimate.value:.2f}", str(fa.estimate.n),
                       f"{lat.estimate.value:.0f}" if lat else "—")
         t.add_section()
+    return t
+
+
+def general_table(rows: list[Any]) -> Any:
+    """lm-eval accuracy per model: base is the "before" of every fine-tune."""
+    from rich.table import Table
+
+    from demo.general import TASKS
+
+    by = {(r.model, r.suite, r.metric): r for r in rows}
+    t = Table(title="General benchmarks through lm-eval (acc, 95% CI; chance is 0.25)", title_justify="left")
+    t.add_column("model", no_wrap=True)
+    for task in TASKS:
+        t.add_column(task, justify="right", no_wrap=True)
+    for model in MODELS:
+        cells = [by.get((model, task, "acc")) for task in TASKS]
+        t.add_row(model, *(_ci(c.estimate) if c else "—" for c in cells))
     return t
 
 
@@ -180,12 +206,14 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     say(f"[1/4] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
         f"validation ({len(data.validation)}), heldout ({len(data.heldout)}), edge ({len(data.edge)}) in {root}")
     write_data(root, data)
+    copy_general_suites(root)
     write_project(root)
     spent = install_models(root, rebuild, scale, data)
     say(f"[2/4] models: base, production, candidate, overfit ready in {spent:.0f} s")
     say("[3/4] evaluating every model on every suite (cached results are reused)")
     rows = evaluate(root, show_progress)
     Console(width=110).print(results_table(rows))
+    Console(width=110).print(general_table(rows))
     say("[4/4] the gate: may the candidate replace production? And the overfit model?")
     for model, verdict in gates(root):
         say(f"  gate {model} --against production: {verdict.upper()}")

@@ -98,6 +98,35 @@ def cmd_results(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """``run`` over suites chosen by kind: the pre-fine-tune "before" every later number needs."""
+    from harness.suites import read_suite_header
+
+    project = _project(args)
+    project.model(args.model)
+    kinds = {"general": ("general", "baseline"), "all": None}[args.tasks]
+    names = []
+    for d in project.suite_dirs:
+        entry, _ = read_suite_header(d)
+        if kinds is None or entry.kind in kinds:
+            names.append(entry.name or d.name)
+    if not names:
+        raise TollgateInputError("the project has no general or baseline suite.", file=project.path, field="suites")
+    args.suite = names
+    return cmd_run(args)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from harness.lmeval_export import export_suite
+
+    project = _project(args)
+    suite = _load_suites(project, [args.suite])[0]
+    folder = export_suite(suite, Path(args.dir))
+    print(f"wrote lm-eval task '{folder.name}' to {folder}/ — run it with: "
+          f"lm_eval --model hf --model_args pretrained=PATH --include_path {args.dir} --tasks {folder.name}")
+    return EXIT_OK
+
+
 # -- output -------------------------------------------------------------------------------------
 def _emit(rows: list[Any], fmt: str, title: str) -> None:
     if fmt == "json":
@@ -176,6 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--stage", help="only runs of this stage")
     s.add_argument("--format", choices=("table", "json", "csv"), default="table")
     s.set_defaults(func=cmd_results)
+
+    s = sub.add_parser("baseline", help="run the general/baseline suites (or all) on a model, e.g. before "
+                                         "fine-tuning")
+    s.add_argument("--model", required=True)
+    s.add_argument("--tasks", choices=("all", "general"), default="all",
+                   help="all suites (default) or only general and baseline ones")
+    s.add_argument("--stage", help="default: pre-finetune for the base model, post-finetune otherwise")
+    s.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    s.add_argument("--no-progress", action="store_true")
+    s.add_argument("--commit-every", type=int, default=32, metavar="N")
+    s.set_defaults(func=cmd_baseline)
+
+    s = sub.add_parser("export-lm-eval", help="write a choice or generate suite as an lm-eval task folder")
+    s.add_argument("suite")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_export)
 
     from harness.cli_gate import add_parsers
 

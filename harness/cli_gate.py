@@ -68,8 +68,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     project.model(args.reference)
     rows = []
     with store.read() as con:
-        mine = {r["suite"]: r for r in st.latest_runs(con, model=args.candidate, suites=args.suite)}
-        theirs = {r["suite"]: r for r in st.latest_runs(con, model=args.reference, suites=args.suite)}
+        mine = {r["suite"]: r for r in st.latest_runs(con, model=args.candidate, suites=args.suite, stage=args.stage)}
+        theirs = {r["suite"]: r for r in st.latest_runs(con, model=args.reference, suites=args.suite,
+                                                         stage=args.reference_stage or args.stage)}
         for suite in sorted(set(mine) & set(theirs)):
             a_run, b_run = mine[suite], theirs[suite]
             if a_run["suite_hash"] != b_run["suite_hash"]:
@@ -298,6 +299,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("reference")
     s.add_argument("--suite", action="append", help="only this suite (repeatable)")
     s.add_argument("--metric", action="append", help="only this metric (repeatable; default: every check)")
+    s.add_argument("--stage", help="only runs of this stage (pre-finetune, post-finetune, shadow, beta)")
+    s.add_argument("--reference-stage", help="the reference's stage when it differs (e.g. pre-finetune)")
     s.add_argument("--format", choices=("table", "json"), default="table")
     s.set_defaults(func=cmd_compare)
 

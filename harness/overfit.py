@@ -84,17 +84,23 @@ def _forgetting(con: Any, model: str, base: str | None, settings: OverfitSetting
         return Flag("forgetting", None, f"no general or baseline suite was run on both {model} and {base}.")
     worst, details = None, []
     for suite in common:
-        a = st.example_values(con, mine[suite]["run_id"], settings.metric)
-        b = st.example_values(con, theirs[suite]["run_id"], settings.metric)
+        names = st.run_metric_names(con, mine[suite]["run_id"])
+        metric = settings.metric if settings.metric in names else "pass"  # lm-eval suites: pass = acc
+        a = st.example_values(con, mine[suite]["run_id"], metric)
+        b = st.example_values(con, theirs[suite]["run_id"], metric)
         ids = sorted(set(a) & set(b))
-        comp, _ = paired_compare(settings.metric, [a[i] for i in ids], [b[i] for i in ids], seed=seed,
+        if not ids:
+            continue
+        comp, _ = paired_compare(metric, [a[i] for i in ids], [b[i] for i in ids], seed=seed,
                                  resamples=resamples)
         details.append({"suite": suite, "comparison": comp.as_dict()})
         if worst is None or comp.ci_high < worst[1].ci_high:
             worst = (suite, comp)
+    if worst is None:
+        return Flag("forgetting", None, f"{model} and {base} share no examples on their general suites.")
     suite, comp = worst
     raised = comp.ci_high < -settings.forgetting
-    text = (f"on {suite}, {model} {comp.candidate:.3f} vs base {base} {comp.reference:.3f}: difference "
+    text = (f"on {suite} ({comp.metric}), {model} {comp.candidate:.3f} vs the base model {base} {comp.reference:.3f}: difference "
             f"{comp.difference:+.3f} [{comp.ci_low:+.3f}, {comp.ci_high:+.3f}], {comp.test} p={comp.p_value:.3g}; "
             + ("worse than the base beyond the tolerated " if raised else "no drop beyond the tolerated ")
             + f"{settings.forgetting:.3f} (paired, same examples).")

@@ -176,6 +176,12 @@ class ModelHandle:
 
 
 def check_capability(handle: ModelHandle, suite: Suite) -> None:
+    if suite.task == "lm-eval":
+        if handle.cfg.adapter not in ("hf-causal", "openai"):
+            raise TollgateInputError(f"suite '{suite.name}' runs lm-eval tasks, which need an hf-causal or openai "
+                                     f"model; '{handle.cfg.name}' uses '{handle.cfg.adapter}'.",
+                                     file=suite.path / "suite.yaml", field="lm_eval")
+        return
     need = "loglikelihood" if suite.task == "choice" else "generate"
     if need not in handle.spec.capabilities_of(handle.cfg):
         raise TollgateInputError(
@@ -208,7 +214,12 @@ def run_suites(project: Project, model_name: str, suites: list[Suite], store: st
     try:
         with _sigterm_as_interrupt():
             for suite in suites:
-                outcomes.append(_run_one(handle, suite, store, stage, show_progress, commit_every))
+                if suite.task == "lm-eval":
+                    from harness.lmeval_bridge import run_lm_eval_suite
+
+                    outcomes.append(run_lm_eval_suite(handle, suite, store, stage))
+                else:
+                    outcomes.append(_run_one(handle, suite, store, stage, show_progress, commit_every))
     finally:
         handle.close()
     return outcomes

@@ -36,6 +36,17 @@ class GenerationOverride(_Strict):
     stop: list[str] | None = None
 
 
+class LmEvalEntry(_Strict):
+    """lm-eval tasks run as this suite (kind general or baseline)."""
+
+    tasks: list[str] = Field(min_length=1)
+    include_path: str = "."
+    num_fewshot: int | None = Field(None, ge=0)
+    limit: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+    metric: str | None = None
+
+
 class SuiteEntry(_Strict):
     name: str | None = None
     description: str | None = None
@@ -49,6 +60,7 @@ class SuiteEntry(_Strict):
     tags: list[str] = []
     data: str = "examples.jsonl"
     generation: GenerationOverride = GenerationOverride()
+    lm_eval: LmEvalEntry | None = None
 
 
 @dataclass
@@ -66,6 +78,11 @@ class Suite:
 
     @cached_property
     def content_hash(self) -> str:
+        if self.spec.lm_eval is not None:  # the task files and their data are the content
+            from harness.lmeval_bridge import content_files_hash
+
+            files = content_files_hash((self.path / self.spec.lm_eval.include_path).resolve())
+            return hash_obj(self.spec.model_dump(exclude={"description"}), files)
         return hash_obj(self.spec.model_dump(exclude={"description"}), [e.hash for e in self.examples])
 
     @cached_property
@@ -136,6 +153,8 @@ def load_suite(suite_dir: Path) -> Suite:
     """Load and fully validate a suite; any problem is one :class:`TollgateInputError`."""
     entry, doc = read_suite_header(suite_dir)
     yaml_path = str(doc.path)
+    if entry.lm_eval is not None:
+        return _load_lm_eval_suite(suite_dir, entry, doc)
     if entry.task == "choice" and (entry.choices is None) == (entry.choices_field is None):
         raise TollgateInputError("a choice task needs exactly one of 'choices' (fixed options) or "
                                  "'choices_field' (the input field that lists them).",
@@ -174,6 +193,17 @@ def load_suite(suite_dir: Path) -> Suite:
             raise TollgateInputError(f"the prompt template fails on this example: {type(exc).__name__}: {exc}.",
                                      file=data_path, line=ex.line, field="prompt") from None
     return suite
+
+
+def _load_lm_eval_suite(suite_dir: Path, entry: SuiteEntry, doc: YamlDoc) -> Suite:
+    from harness.lmeval_bridge import check_tasks
+
+    if entry.kind not in ("general", "baseline"):
+        raise TollgateInputError(f"lm-eval tasks make a 'general' or 'baseline' suite, not '{entry.kind}'.",
+                                 file=doc.path, line=doc.line_of(("kind",)), field="kind")
+    check_tasks(doc.path, (suite_dir / entry.lm_eval.include_path).resolve(), entry.lm_eval.tasks)
+    return Suite(name=entry.name or suite_dir.name, kind=entry.kind, task="lm-eval", path=suite_dir, spec=entry,
+                 check_specs=[], checks=[], examples=[])
 
 
 def _check_example(entry: SuiteEntry, variables: set[str], ex: Example, path: Path) -> None:

@@ -125,3 +125,19 @@ def test_the_demo_gate_passes_the_candidate_and_fails_the_overfit_model(full_dem
     assert "gate candidate --against production: PASS" in res.stderr
     assert "gate overfit --against production: FAIL" in res.stderr
     assert "no overfitting: gap" in res.stdout
+
+
+def test_shipped_general_suites_are_what_the_generator_writes(tmp_path):
+    from demo.general import ROOT, write_general_suites
+
+    write_general_suites(tmp_path)
+    assert _digest(tmp_path) == _digest(ROOT)
+
+
+def test_the_demo_shows_general_benchmarks_before_and_after(full_demo):
+    res, by = full_demo
+    assert "General benchmarks through lm-eval" in res.stdout
+    for model in MODELS:
+        assert by[model, "policy_reading", "acc"]["n"] == 120
+    assert by["base", "claims_cloze", "acc"]["stage"] == "pre-finetune"
+    assert by["candidate", "claims_cloze", "acc"]["stage"] == "post-finetune"
