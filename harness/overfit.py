@@ -100,7 +100,8 @@ def _forgetting(con: Any, model: str, base: str | None, settings: OverfitSetting
         return Flag("forgetting", None, f"{model} and {base} share no examples on their general suites.")
     suite, comp = worst
     raised = comp.ci_high < -settings.forgetting
-    text = (f"on {suite} ({comp.metric}), {model} {comp.candidate:.3f} vs the base model {base} {comp.reference:.3f}: difference "
+    text = (f"on {suite} ({comp.metric}), {model} {comp.candidate:.3f} vs the base model {base} "
+            f"{comp.reference:.3f}: difference "
             f"{comp.difference:+.3f} [{comp.ci_low:+.3f}, {comp.ci_high:+.3f}], {comp.test} p={comp.p_value:.3g}; "
             + ("worse than the base beyond the tolerated " if raised else "no drop beyond the tolerated ")
             + f"{settings.forgetting:.3f} (paired, same examples).")
