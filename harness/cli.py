@@ -222,9 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.set_defaults(func=cmd_export)
 
-    from harness.cli_gate import add_parsers
+    from harness import cli_gate, cli_qa
 
-    add_parsers(sub)
+    cli_gate.add_parsers(sub)
+    cli_qa.add_parsers(sub)
     for add_parser in _plugin_commands():
         add_parser(sub)
     return p

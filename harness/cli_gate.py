@@ -120,12 +120,13 @@ def judge(project: Any, store: Any, kinds: dict[str, str], candidate: str, refer
     from harness.version import code_version
 
     probes = _probes_if_asked(project)
+    current = None if pinned is not None else current_versions(project, [m for m in (candidate, reference) if m])
     with store.read() as con:
         decision = evaluate_gate(con, candidate=candidate, reference=reference, policy=project.gate,
                                  suite_kinds=kinds, base=base, training_data=project.training_data.get(candidate),
-                                 pinned_runs=pinned, probes=probes)
+                                 pinned_runs=pinned, probes=probes, current=current)
     evidence = decision.as_dict()
-    evidence["runs"] = {r.rule: r.runs for r in decision.rules if r.runs}
+    evidence["runs"] = [r.runs for r in decision.rules if r.runs]
     decision_id = uuid.uuid4().hex
     with store.write() as con:
         st.insert_decision(con, {
@@ -136,6 +137,20 @@ def judge(project: Any, store: Any, kinds: dict[str, str], candidate: str, refer
             "verdict": decision.verdict, "evidence": evidence, "seed": decision.seed,
             "code_version": code_version(), "actor": actor, "created_at": st.utcnow()})
     return decision, decision_id
+
+
+def current_versions(project: Any, models: list[str]) -> dict[str, dict[str, str]]:
+    """Today's fingerprints of these models and content hashes of every suite: results made by
+    other weights or on another suite version must not decide a gate."""
+    from harness.adapters import adapters
+    from harness.suites import load_suite
+
+    fps = {m: adapters.get(project.models[m].adapter).fingerprint(project.models[m]) for m in models}
+    suites = {}
+    for d in project.suite_dirs:
+        suite = load_suite(d)
+        suites[suite.name] = suite.content_hash
+    return {"models": fps, "suites": suites}
 
 
 def _probes_if_asked(project: Any) -> list[Any] | None:
@@ -231,8 +246,14 @@ def cmd_power(args: argparse.Namespace) -> int:
     p = args.baseline_rate
     if not 0 < p < 1:
         raise TollgateInputError("must be between 0 and 1.", field="--baseline-rate")
-    if args.margin <= 0:
-        raise TollgateInputError("must be positive.", field="--margin")
+    if not 0 < args.margin < 1:
+        raise TollgateInputError("must be between 0 and 1.", field="--margin")
+    if not 0 < args.alpha < 0.5:
+        raise TollgateInputError("must be between 0 and 0.5 (one-sided).", field="--alpha")
+    if not 0.5 < args.power < 1:
+        raise TollgateInputError("must be between 0.5 and 1.", field="--power")
+    if args.discordance is not None and not 0 < args.discordance <= 1:
+        raise TollgateInputError("must be in (0, 1].", field="--discordance")
     disc = args.discordance if args.discordance is not None else 2 * p * (1 - p)
     n = paired_sample_size(disc, args.margin, args.alpha, args.power)
     print(f"To show a candidate is not worse than a reference at {p:.3f} by more than {args.margin:g} "
@@ -241,7 +262,11 @@ def cmd_power(args: argparse.Namespace) -> int:
     print(f"  {n} examples")
     if args.n:
         mde = minimum_detectable_effect(args.n, disc, args.alpha, args.power)
-        print(f"With {args.n} examples the smallest difference detectable is {mde:.4f}.")
+        if math.isnan(mde):
+            print(f"With {args.n} examples no difference is detectable at this discordance (even one where every "
+                  f"disagreement favours the same model).")
+        else:
+            print(f"With {args.n} examples the smallest difference detectable is {mde:.4f}.")
     if args.discordance is None:
         print("Models that err on the same examples disagree less: pass --discordance from 'tollgate compare' "
               "(discordant pairs / n) for a tighter figure.", file=sys.stderr)
@@ -281,12 +306,16 @@ def verify(project: Any, store: Any, kinds: dict[str, str], row: dict[str, Any])
     from harness.policy import GatePolicy
 
     ev = row["evidence"]
-    pinned = {rule: runs for rule, runs in ev.get("runs", {}).items()}
+    pinned = list(ev.get("runs", []))
+    policy = GatePolicy.model_validate(ev["policy"])
+    from harness.overfit import project_probes
+
+    probes = project_probes(project.suite_dirs, policy.seed)
     with store.read() as con:
-        again = evaluate_gate(con, candidate=row["candidate"], reference=row["reference"],
-                              policy=GatePolicy.model_validate(ev["policy"]), suite_kinds=kinds,
-                              base=_base_of(project, None), training_data=project.training_data.get(row["candidate"]),
-                              pinned_runs=pinned)
+        again = evaluate_gate(con, candidate=row["candidate"], reference=row["reference"], policy=policy,
+                              suite_kinds=kinds, base=_base_of(project, None),
+                              training_data=project.training_data.get(row["candidate"]), pinned_runs=pinned,
+                              probes=probes)
     same = json.dumps(again.as_dict()["rules"], sort_keys=True) == json.dumps(ev["rules"], sort_keys=True)
     print(f"decision {row['decision_id'][:12]}: stored verdict {row['verdict']}, recomputed {again.verdict}; "
           f"evidence {'identical' if same else 'DIFFERENT'}.")

@@ -24,7 +24,6 @@ from harness.intervals import estimate
 from harness.overfit import overfitting_flags
 from harness.policy import GatePolicy, OverfitRule, Rule
 from harness.stats import (
-    bootstrap_p_value,
     holm,
     mcnemar_exact,
     mean_sample_size,
@@ -32,7 +31,6 @@ from harness.stats import (
     paired_compare,
     paired_noninferiority_test,
     paired_sample_size,
-    percentile_ci,
 )
 
 
@@ -124,15 +122,20 @@ def _expand(policy: GatePolicy, suite_kinds: dict[str, str]) -> list[tuple[int, 
 
 def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: GatePolicy,
                   suite_kinds: dict[str, str], base: str | None = None, training_data: Any = None,
-                  pinned_runs: dict[str, dict[str, str]] | None = None,
-                  probes: list[Any] | None = None) -> GateDecision:
-    """Judge ``candidate`` against ``reference`` with the policy; ``pinned_runs`` replays a decision."""
+                  pinned_runs: list[dict[str, str]] | None = None,
+                  probes: list[Any] | None = None, current: dict[str, dict[str, str]] | None = None) -> GateDecision:
+    """Judge ``candidate`` against ``reference`` with the policy; ``pinned_runs`` replays a decision.
+
+    ``current`` holds today's model fingerprints and suite hashes ({"models": ..., "suites": ...}):
+    a rule whose newest run was made by other weights or on another version of the suite is
+    inconclusive, never judged on stale results.
+    """
     if not policy.rules:
         raise TollgateInputError("the project has no gate rules.", field="gate.rules",
                                  hint="Add a 'gate:' section with 'rules:' to tollgate.yaml (README: Gating in CI).")
     latest = {(r["model"], r["suite"]): r for r in st.latest_runs(con)}
     if pinned_runs is not None:
-        ids = [rid for per in pinned_runs.values() for rid in per.values()]
+        ids = [rid for per in pinned_runs for rid in per.values()]
         latest = {(r["model"], r["suite"]): r for r in st.runs_by_id(con, ids)}
     results: list[RuleResult] = []
     suite_hashes: dict[str, str] = {}
@@ -155,7 +158,9 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
         fingerprints[candidate] = cand_run["model_fingerprint"]
         metric = "error" if rule.condition == "max_error_rate" else (
             "latency_ms" if rule.condition == "max_latency_p95_ms" else rule.metric)
-        values = st.example_values(con, cand_run["run_id"], metric)
+        if current and not _current(res, cand_run, candidate, current):
+            continue
+        values = st.example_values(con, cand_run["run_id"], metric, errors_count=True)
         if not values and metric not in st.run_metric_names(con, cand_run["run_id"]):
             raise TollgateInputError(
                 f"metric '{rule.metric}' is not produced by suite '{suite}' (it has: "
@@ -174,7 +179,9 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
                 continue
             res.runs["reference"] = ref_run["run_id"]
             fingerprints[reference] = ref_run["model_fingerprint"]
-            ref_values = st.example_values(con, ref_run["run_id"], metric)
+            if current and not _current(res, ref_run, reference, current):
+                continue
+            ref_values = st.example_values(con, ref_run["run_id"], metric, errors_count=True)
             _paired_rule(res, rule, values, ref_values, policy, seed)
         else:
             _single_rule(res, rule, list(values.values()), policy, seed)
@@ -185,6 +192,20 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
     return GateDecision(candidate=candidate, reference=reference, verdict=verdict, rules=results,
                         policy=policy.model_dump(), policy_hash=policy.digest(), seed=policy.seed,
                         suite_hashes=suite_hashes, fingerprints=fingerprints)
+
+
+def _current(res: RuleResult, run: dict[str, Any], model: str, current: dict[str, dict[str, str]]) -> bool:
+    fp = current.get("models", {}).get(model)
+    sh = current.get("suites", {}).get(run["suite"])
+    if fp is not None and run["model_fingerprint"] != fp:
+        res.reason = (f"the newest completed run of {model} on {run['suite']} was made by other weights than the "
+                      f"model's current files; run 'tollgate run --model {model} --suite {run['suite']}'.")
+        return False
+    if sh is not None and run["suite_hash"] != sh:
+        res.reason = (f"the newest completed run of {model} on {run['suite']} used an older version of the suite; "
+                      f"run it again.")
+        return False
+    return True
 
 
 def _threshold(rule: Rule) -> float | None:
@@ -204,15 +225,16 @@ def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GateP
         return
     c = rule.condition
     if c == "max_latency_p95_ms":
+        # The p95 is under the limit when fewer than 5% of examples take longer: an exact binomial
+        # test on that count (a bootstrap of the p95 cannot exceed the sample maximum: too liberal).
         limit = rule.max_latency_p95_ms
-        rng = np.random.default_rng(seed)
-        boot = np.quantile(x[rng.integers(0, n, size=(min(policy.resamples, 2000), n))], 0.95, axis=1)
-        p95 = float(np.quantile(x, 0.95))
-        lo, hi = percentile_ci(boot, 0.95)
-        res.candidate = {"value": p95, "low": lo, "high": hi, "n": n, "method": "bootstrap-percentile"}
-        res.p_pass = bootstrap_p_value(boot, limit, "below")
-        res.p_fail = bootstrap_p_value(boot, limit, "above")
-        res.reason = f"needs p95 latency ≤ {limit:g} ms."
+        over = int(np.sum(x > limit))
+        p95 = float(np.quantile(x, 0.95)) if np.all(np.isfinite(x)) else math.inf
+        res.candidate = {"value": p95, "low": None, "high": None, "n": n, "method": "empirical p95"}
+        res.p_pass = float(binomtest(over, n, 0.05, alternative="less").pvalue)
+        res.p_fail = float(binomtest(over, n, 0.05, alternative="greater").pvalue)
+        res.n_needed = _n_for_proportion(over / n, 0.05, policy)
+        res.reason = f"{over} of {n} examples took longer than {limit:g} ms (errors count as longer); needs < 5%."
         return
     binary = bool(np.all(np.isin(x, (0.0, 1.0))))
     est = estimate(x)
@@ -222,7 +244,7 @@ def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GateP
         res.p_pass = float(binomtest(k, n, limit, alternative="less").pvalue) if limit > 0 else float(k > 0)
         res.p_fail = float(binomtest(k, n, limit, alternative="greater").pvalue)
         res.reason = f"{k} of {n} examples errored; needs an error rate ≤ {limit:g}."
-        res.n_needed = _n_for_mean(x, limit, policy) if res.p_pass > policy.alpha else None
+        res.n_needed = _n_for_proportion(k / n, limit, policy)
         return
     t = rule.min
     if binary:
@@ -231,8 +253,16 @@ def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GateP
         res.p_fail = float(binomtest(k, n, t, alternative="less").pvalue)
     else:
         res.p_pass, res.p_fail = mean_shift_test(x, t)
-    res.n_needed = _n_for_mean(x, t, policy)
+    res.n_needed = _n_for_proportion(float(x.mean()), t, policy) if binary else _n_for_mean(x, t, policy)
     res.reason = f"needs {rule.metric} ≥ {t:g} on {n} examples."
+
+
+def _n_for_proportion(p: float, threshold: float, policy: GatePolicy) -> int | None:
+    """Examples needed to tell a proportion from a threshold, with the spread under H0 (never zero)."""
+    effect = abs(p - threshold)
+    sd = math.sqrt(max(threshold * (1 - threshold), 1e-6))
+    n = mean_sample_size(sd, effect, policy.alpha, policy.power)
+    return None if math.isinf(n) else n
 
 
 def _n_for_mean(x: np.ndarray, threshold: float, policy: GatePolicy) -> int | None:
@@ -299,10 +329,12 @@ def _overfit_rule(con: Any, rule: OverfitRule, candidate: str, base: str | None,
 
 
 def _decide(results: list[RuleResult], policy: GatePolicy) -> None:
-    """Holm across the non-critical rules; critical rules stand alone at alpha."""
+    """Holm across the non-critical rules, for passing and for failing; critical rules stand alone."""
     tested = [r for r in results if r.p_pass is not None and not r.critical]
-    for r, adj in zip(tested, holm([r.p_pass for r in tested]), strict=True):
+    fail_adjusted = holm([r.p_fail if r.p_fail is not None else 1.0 for r in tested])
+    for r, adj, fadj in zip(tested, holm([r.p_pass for r in tested]), fail_adjusted, strict=True):
         r.p_pass_adjusted = adj
+        r.p_fail = fadj if r.p_fail is not None else None
     for r in results:
         if r.condition == "no_overfitting" or r.p_pass is None:
             continue

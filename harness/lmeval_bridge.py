@@ -57,6 +57,10 @@ def check_tasks(suite_yaml: Path, include_path: Path, tasks: list[str]) -> None:
         raise TollgateInputError(f"include_path {include_path} is not a folder.", file=suite_yaml,
                                  field="lm_eval.include_path")
     found = task_files(include_path)
+    folders = {found[n][0].parent for n in tasks if n in found}
+    if len(folders) > 1:
+        raise TollgateInputError("the tasks of one suite must live in one folder (their data paths are relative to "
+                                 "it); make one suite per folder.", file=suite_yaml, field="lm_eval.tasks")
     for name in tasks:
         if name not in found:
             raise TollgateInputError(f"no lm-eval task '{name}' under {include_path} (found: "
@@ -72,13 +76,25 @@ def check_tasks(suite_yaml: Path, include_path: Path, tasks: list[str]) -> None:
         names = files.values() if isinstance(files, dict) else ([files] if isinstance(files, str) else files or [])
         for f in names:
             for one in ([f] if isinstance(f, str) else f):
-                if not (path.parent / one).is_file():
+                target = (path.parent / one).resolve()
+                if not target.is_relative_to(include_path):
+                    raise TollgateInputError(f"data file {one} of task '{name}' is outside the include_path, so a "
+                                             f"change to it would not be noticed; move it inside.", file=path,
+                                             field="dataset_kwargs.data_files")
+                if not target.is_file():
                     raise TollgateInputError(f"data file {one} of task '{name}' not found (paths are relative to "
                                              f"the task's folder).", file=path, field="dataset_kwargs.data_files")
 
 
 def content_files_hash(include_path: Path) -> dict[str, str]:
-    return hash_tree(include_path)
+    """The task files and their data, and the lm-eval version that reads them: the suite's identity."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        lm_eval_version = version("lm_eval")
+    except PackageNotFoundError:
+        lm_eval_version = "not installed"
+    return {**hash_tree(include_path), "lm_eval": lm_eval_version}
 
 
 @contextlib.contextmanager
@@ -130,7 +146,7 @@ def evaluate_tasks(handle: Any, suite: Any) -> dict[str, Any]:
     task_dir = found[spec.tasks[0]][0].parent
     try:
         with _cwd(task_dir):
-            manager = TaskManager(include_path=str(include))
+            manager = TaskManager(include_path=str(include), include_defaults=False)
             return simple_evaluate(model=lm, tasks=list(spec.tasks), task_manager=manager,
                                    num_fewshot=spec.num_fewshot, limit=spec.limit, log_samples=True,
                                    bootstrap_iters=0, random_seed=0, numpy_random_seed=1234,
@@ -144,13 +160,20 @@ def evaluate_tasks(handle: Any, suite: Any) -> dict[str, Any]:
 
 
 def samples_to_rows(res: dict[str, Any], primary: str | None) -> tuple[list[dict], list[dict], list[dict]]:
-    """lm-eval's logged samples as Tollgate examples, result rows and score rows."""
+    """lm-eval's logged samples as Tollgate examples, result rows and score rows.
+
+    lm-eval logs one sample per (filter, document); a filter other than ``none`` joins the id.
+    """
     examples, rows, scores = [], [], []
     now = st.utcnow()
     for task, samples in sorted(res.get("samples", {}).items()):
         for s in samples:
-            ex_id = f"{task}/{s['doc_id']}"
+            filt = s.get("filter")
+            ex_id = f"{task}/{s['doc_id']}" + (f"/{filt}" if filt not in (None, "none") else "")
             metrics = [m for m in s.get("metrics", []) if isinstance(s.get(m), (int, float))]
+            if primary is not None and primary not in metrics:
+                raise TollgateInputError(f"task '{task}' reports no metric '{primary}' (it reports: "
+                                         f"{', '.join(metrics) or 'none'}).", field="lm_eval.metric")
             main = primary if primary in metrics else (metrics[0] if metrics else None)
             resp = s.get("filtered_resps")
             if resp and isinstance(resp[0], (list, tuple)):  # log-likelihood answers: pick the best option

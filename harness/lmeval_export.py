@@ -19,7 +19,7 @@ from harness.errors import TollgateInputError
 def _row(suite: Any, ex: Any) -> dict[str, Any]:
     inp = ex.input
     row: dict[str, Any] = dict(inp) if isinstance(inp, dict) else {}
-    row["input"] = inp
+    row.setdefault("input", inp)  # as Tollgate renders: an input field named "input" wins
     row["tollgate_id"] = ex.id
     if suite.task == "choice":
         row["tollgate_choices"] = suite.choices_for(ex)

@@ -42,6 +42,11 @@ class Flag:
         return asdict(self)
 
 
+def _verdict(raised: bool, cleared: bool) -> bool | None:
+    """A flag is down only when the evidence clears the threshold; otherwise it is unknown, not fine."""
+    return True if raised else (False if cleared else None)
+
+
 def _latest(con: Any, model: str, kinds: tuple[str, ...]) -> list[dict]:
     runs = st.latest_runs(con, model=model)
     return [r for r in runs if r["suite_kind"] in kinds]
@@ -62,14 +67,17 @@ def _difference_flag(con: Any, name: str, model: str, high_kind: str, low_kind: 
         missing = high_kind if not high else low_kind
         return Flag(name, None, f"no completed run of {model} on a '{missing}' suite; run it to check this flag.")
     a, b = _values(con, high, settings.metric), _values(con, low, settings.metric)
+    if not a or not b:
+        return Flag(name, None, f"the metric '{settings.metric}' has no values on the {high_kind} or {low_kind} "
+                                f"suites of {model}; set gate.overfit.metric to a metric those suites produce.")
     comp, _ = unpaired_compare(settings.metric, a, b, seed=seed, resamples=resamples)
-    raised = comp.ci_low > threshold
+    raised = _verdict(comp.ci_low > threshold, comp.ci_high <= threshold)
     hs, ls = ", ".join(r["suite"] for r in high), ", ".join(r["suite"] for r in low)
-    verb = "exceeds" if raised else "does not clearly exceed"
+    verb = {True: "exceeds", False: "stays below", None: "may or may not exceed"}[raised]
     text = (f"{settings.metric} on {high_kind} ({hs}) {comp.candidate:.3f} vs {low_kind} ({ls}) "
             f"{comp.reference:.3f}: the difference {comp.difference:+.3f} [{comp.ci_low:+.3f}, {comp.ci_high:+.3f}] "
             f"{verb} the tolerated {threshold:.3f} (unpaired: different examples).")
-    return Flag(name, bool(raised), text, {"comparison": comp.as_dict(), "threshold": threshold,
+    return Flag(name, raised, text, {"comparison": comp.as_dict(), "threshold": threshold,
                                            "runs": [r["run_id"] for r in high + low]})
 
 
@@ -84,6 +92,8 @@ def _forgetting(con: Any, model: str, base: str | None, settings: OverfitSetting
         return Flag("forgetting", None, f"no general or baseline suite was run on both {model} and {base}.")
     worst, details = None, []
     for suite in common:
+        if mine[suite]["suite_hash"] != theirs[suite]["suite_hash"]:
+            continue  # different versions of the suite: their examples do not pair
         names = st.run_metric_names(con, mine[suite]["run_id"])
         metric = settings.metric if settings.metric in names else "pass"  # lm-eval suites: pass = acc
         a = st.example_values(con, mine[suite]["run_id"], metric)
@@ -99,13 +109,15 @@ def _forgetting(con: Any, model: str, base: str | None, settings: OverfitSetting
     if worst is None:
         return Flag("forgetting", None, f"{model} and {base} share no examples on their general suites.")
     suite, comp = worst
-    raised = comp.ci_high < -settings.forgetting
+    lowest = min(d["comparison"]["ci_low"] if d["comparison"]["ci_low"] is not None else -1.0 for d in details)
+    raised = _verdict(comp.ci_high < -settings.forgetting, lowest >= -settings.forgetting)
     text = (f"on {suite} ({comp.metric}), {model} {comp.candidate:.3f} vs the base model {base} "
             f"{comp.reference:.3f}: difference "
             f"{comp.difference:+.3f} [{comp.ci_low:+.3f}, {comp.ci_high:+.3f}], {comp.test} p={comp.p_value:.3g}; "
-            + ("worse than the base beyond the tolerated " if raised else "no drop beyond the tolerated ")
+            + {True: "worse than the base beyond the tolerated ", False: "no drop beyond the tolerated ",
+               None: "not enough evidence either way about a drop beyond the tolerated "}[raised]
             + f"{settings.forgetting:.3f} (paired, same examples).")
-    return Flag("forgetting", bool(raised), text, {"suites": details, "threshold": settings.forgetting})
+    return Flag("forgetting", raised, text, {"suites": details, "threshold": settings.forgetting})
 
 
 def _text_of(value: Any) -> str:
@@ -276,11 +288,12 @@ def memorisation_flag(con: Any, model: str, probes: list[tuple[Any, list[Swap]]]
     if not total:
         return Flag("memorisation", None, "no training example has a value that can be swapped in its input.")
     est = wilson(recalled, total)
-    raised = est.low > threshold
-    return Flag("memorisation", bool(raised),
+    raised = _verdict(est.low > threshold, est.high <= threshold)
+    return Flag("memorisation", raised,
                 f"on {total} counterfactual copies of training examples, {model} answered the original training "
                 f"value {recalled} times ({est.value:.3f} [{est.low:.3f}, {est.high:.3f}]) instead of the value in "
-                f"the document; " + ("above" if raised else "not clearly above") + f" the tolerated {threshold:.3f}.",
+                f"the document; " + {True: "above", False: "below", None: "not clearly above or below"}[raised]
+                + f" the tolerated {threshold:.3f}.",
                 {"recalled": recalled, "n": total, "estimate": est.as_dict(), "threshold": threshold,
                  "examples": examples})
 

@@ -27,8 +27,8 @@ class Rule(_Strict):
     suite: str | None = None
     kind: Literal["train_sample", "validation", "heldout", "edge", "general", "baseline"] | None = None
     metric: str = "pass"
-    min: float | None = Field(None, ge=0)
-    non_inferior: float | None = Field(None, ge=0, description="margin")
+    min: float | None = Field(None, ge=0, le=1)
+    non_inferior: float | None = Field(None, ge=0, le=1, description="margin")
     superior: bool | None = None
     max_latency_p95_ms: float | None = Field(None, gt=0)
     max_error_rate: float | None = Field(None, ge=0, le=1)

@@ -184,7 +184,7 @@ def paired_sample_size(discordance: float, effect: float, alpha: float = 0.05, p
 
 def minimum_detectable_effect(n: int, discordance: float, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest paired difference that ``n`` examples detect with the given power."""
-    lo, hi = 1e-6, max(discordance, 1e-6)
+    lo, hi = 1e-6, max(discordance, 1e-6)  # a paired difference cannot exceed the discordance
     if paired_sample_size(discordance, hi, alpha, power) > n:
         return math.nan
     for _ in range(60):

@@ -393,11 +393,13 @@ def schema_version(con: Any) -> int:
     return con.execute("SELECT max(version) FROM schema_version").fetchone()[0]
 
 
-def example_values(con: Any, run_id: str, metric: str) -> dict[str, float]:
+def example_values(con: Any, run_id: str, metric: str, *, errors_count: bool = False) -> dict[str, float]:
     """example_id -> value of one metric in one run.
 
     ``pass`` counts an errored example as 0, ``error`` is 1 for an errored example, ``latency_ms``
-    is over answered examples; any other name is a check's metric from the scores table.
+    is the time per example; any other name is a check's metric from the scores table. With
+    ``errors_count`` (what a gate uses) an errored example also scores 0 on every metric and takes
+    forever on latency, so a model cannot clear a rule by failing to answer the hard examples.
     """
     if metric == "pass":
         sql = ("SELECT example_id, CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END FROM results "
@@ -406,11 +408,20 @@ def example_values(con: Any, run_id: str, metric: str) -> dict[str, float]:
     elif metric == "error":
         sql, params = "SELECT example_id, (error IS NOT NULL)::DOUBLE FROM results WHERE run_id = ?", [run_id]
     elif metric == "latency_ms":
-        sql = "SELECT example_id, latency_ms FROM results WHERE run_id = ? AND error IS NULL AND latency_ms IS NOT NULL"
+        sql = ("SELECT example_id, CASE WHEN error IS NULL THEN latency_ms ELSE 'inf'::DOUBLE END FROM results "
+               "WHERE run_id = ? AND (error IS NOT NULL OR latency_ms IS NOT NULL)")
+        if not errors_count:
+            sql += " AND error IS NULL"
         params = [run_id]
+    elif errors_count:
+        sql = ("SELECT r.example_id, CASE WHEN r.error IS NULL THEN s.value ELSE 0.0 END FROM results r "
+               "LEFT JOIN scores s ON s.run_id = r.run_id AND s.example_id = r.example_id AND s.metric = ? "
+               "WHERE r.run_id = ? AND (r.error IS NOT NULL OR s.value IS NOT NULL)")
+        params = [metric, run_id]
     else:
         sql, params = "SELECT example_id, value FROM scores WHERE run_id = ? AND metric = ?", [run_id, metric]
-    return {r[0]: float(r[1]) for r in con.execute(sql + " ORDER BY example_id", params).fetchall()}
+    order = " ORDER BY 1" if errors_count and metric not in ("pass", "error") else " ORDER BY example_id"
+    return {r[0]: float(r[1]) for r in con.execute(sql + order, params).fetchall()}
 
 
 def run_metric_names(con: Any, run_id: str) -> list[str]:

@@ -239,3 +239,37 @@ def test_compare_prints_the_paired_table(tmp_path, monkeypatch, capsys):
     assert em["test"] == "mcnemar-exact" and em["discordant"] == [30, 0] and em["p_value"] < 1e-8
     assert em["ci_low"] <= 0.15 <= em["ci_high"]
     assert main(["compare", "good", "bad"]) == 2  # bad never ran: nothing in common
+
+
+def test_errors_count_against_a_rule_so_a_model_cannot_pass_by_not_answering(tmp_path, monkeypatch, capsys):
+    make(tmp_path, "- {suite: heldout, metric: exact_match, min: 0.9}\n")
+    (tmp_path / "gmodels.py").write_text(GMODELS + textwrap.dedent("""\
+        def good(prompt):
+            if _i(prompt) % 4 == 0:
+                raise TimeoutError("endpoint timed out")
+            return "a"
+    """))
+    monkeypatch.chdir(tmp_path)
+    run_all("good")
+    code, d = gate_json(capsys, "good")
+    rule = d["rules"][0]
+    assert code == 1 and rule["candidate"]["n"] == 200 and rule["candidate"]["value"] == pytest.approx(0.75)
+
+
+def test_results_of_older_weights_never_decide_a_gate(tmp_path, monkeypatch, capsys):
+    make(tmp_path, "- {suite: heldout, min: 0.5}\n")
+    monkeypatch.chdir(tmp_path)
+    run_all("good")
+    (tmp_path / "gmodels.py").write_text(GMODELS + "\n# retrained\n")  # the model's code is its weights
+    code, d = gate_json(capsys, "good")
+    assert code == 3 and "other weights" in d["rules"][0]["reason"]
+
+
+def test_an_overfit_metric_no_suite_produces_is_unknown_not_a_pass(tmp_path, monkeypatch, capsys):
+    make(tmp_path, "- no_overfitting: [gap]\n", extra="  overfit: {metric: json_feilds}\n")
+    write_suite(tmp_path, "train_sample", [{"id": f"t{i}", "input": f"q{i}", "expected": "a"} for i in range(40)],
+                kind="train_sample")
+    monkeypatch.chdir(tmp_path)
+    run_all("good")
+    code, d = gate_json(capsys, "good")
+    assert code == 3 and d["rules"][0]["verdict"] == "inconclusive" and "json_feilds" in d["rules"][0]["reason"]

@@ -20,11 +20,11 @@ MODELS = """\
     training_data: data/train.jsonl
     options: {callable: "omodels:tuned"}
 """
-# tuned knows its training documents ("seen ...") and little else; base is mediocre everywhere;
+# tuned knows its training documents ("seen ...") and little else; base answers everything alike;
 # on the general suite the tuned model forgot what the base knew.
 OMODELS = textwrap.dedent("""\
     def base(prompt):
-        return "ok" if hash(prompt) % 2 == 0 or prompt.startswith("general") else "no"
+        return "ok"
     def tuned(prompt):
         if prompt.startswith("general"):
             return "no"

@@ -1,0 +1,62 @@
+"""The QA commands: ``failures`` (what fails, by slice, with diffs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from harness.errors import EXIT_OK
+
+
+def cmd_failures(args: argparse.Namespace) -> int:
+    from harness.cli_gate import _console, _context
+    from harness.failures import failure_report
+
+    project, store, _ = _context(args)
+    project.model(args.model)
+    with store.read() as con:
+        slices, failures = failure_report(con, args.model, args.suite, by=args.by, limit=args.limit)
+    if args.format == "json":
+        json.dump({"slices": [s.as_dict() for s in slices], "failures": [f.as_dict() for f in failures]},
+                  sys.stdout, indent=2, default=str)
+        print()
+        return EXIT_OK
+    if not slices:
+        print(f"No completed runs of {args.model} match.", file=sys.stderr)
+        return EXIT_OK
+    from rich.table import Table
+
+    t = Table(title=f"{args.model}: pass rate by {args.by}, worst first (95% Wilson CI)", title_justify="left")
+    for col in ("suite", args.by, "pass rate", "95% CI", "n"):
+        t.add_column(col, justify="right" if col in ("pass rate", "95% CI", "n") else "left", no_wrap=True)
+    for s in slices:
+        e = s.estimate
+        t.add_row(s.suite, s.key, f"{e.value:.3f}", f"[{e.low:.3f}, {e.high:.3f}]", str(e.n))
+    con = _console()
+    con.print(t)
+    f = Table(title=f"Failing examples (first {args.limit}; errors first, then most fields wrong)",
+              title_justify="left", show_lines=True)
+    for col in ("suite", "example", "tags", "expected → got"):
+        f.add_column(col, overflow="fold")
+    for x in failures:
+        if x.error:
+            what = f"[red]error:[/] {x.error}"
+        elif x.diff:
+            what = "\n".join(f"{k}: {exp!r} → {got!r}" for k, (exp, got) in x.diff.items())
+        else:
+            what = x.reason or f"{x.expected!r} → {x.output!r}"
+        f.add_row(x.suite, x.example_id, ", ".join(x.tags), what)
+    con.print(f)
+    return EXIT_OK
+
+
+def add_parsers(sub: Any) -> None:
+    s = sub.add_parser("failures", help="what fails: pass rate per tag with CIs, failing examples with diffs")
+    s.add_argument("model")
+    s.add_argument("--suite", action="append", help="only this suite (repeatable)")
+    s.add_argument("--by", choices=("tag", "perturbation", "none"), default="tag")
+    s.add_argument("--limit", type=int, default=20, help="failing examples to show (default 20)")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(func=cmd_failures)
