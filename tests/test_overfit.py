@@ -97,14 +97,19 @@ MMODELS = textwrap.dedent(f"""\
 """)
 
 
-def test_memorisation_flag_tells_recall_from_reading(tmp_path, monkeypatch, capsys):
+def memo_project(tmp_path, n: int, monkeypatch) -> None:
+    """A train_sample suite of n claims whose name the reader reads and the recaller recalls."""
     (tmp_path / "mmodels.py").write_text(MMODELS)
     write_project(tmp_path, MEMO_MODELS)
     rows = [{"id": f"t{i}", "input": {"doc": f"Claim filed by {NAMES[i % 6]} under number {i}"},
-             "expected": {"name": NAMES[i % 6]}} for i in range(60)]
+             "expected": {"name": NAMES[i % 6]}} for i in range(n)]
     write_suite(tmp_path, "train_sample", rows, kind="train_sample", prompt="{{ doc }}",
                 extra="checks: [json_fields]\n")
     monkeypatch.chdir(tmp_path)
+
+
+def test_memorisation_flag_tells_recall_from_reading(tmp_path, monkeypatch, capsys):
+    memo_project(tmp_path, 60, monkeypatch)
     flags = {}
     for model in ("reader", "recaller"):
         capsys.readouterr()
@@ -118,13 +123,7 @@ def test_memorisation_flag_tells_recall_from_reading(tmp_path, monkeypatch, caps
 
 
 def test_memorisation_without_a_probe_run_is_unknown_not_fine(tmp_path, monkeypatch, capsys):
-    (tmp_path / "mmodels.py").write_text(MMODELS)
-    write_project(tmp_path, MEMO_MODELS)
-    rows = [{"id": f"t{i}", "input": {"doc": f"Claim filed by {NAMES[i % 6]} under number {i}"},
-             "expected": {"name": NAMES[i % 6]}} for i in range(10)]
-    write_suite(tmp_path, "train_sample", rows, kind="train_sample", prompt="{{ doc }}",
-                extra="checks: [json_fields]\n")
-    monkeypatch.chdir(tmp_path)
+    memo_project(tmp_path, 10, monkeypatch)
     assert main(["run", "--model", "reader", "--no-progress"]) == 0
     capsys.readouterr()
     main(["overfit", "reader", "--json"])
