@@ -52,7 +52,47 @@ def cmd_failures(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_perturb(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.cli import _load_suites, _project
+    from harness.generate import perturb_suite
+    from harness.suites import load_suite
+
+    project = _project(args)
+    suite = _load_suites(project, [args.suite])[0]
+    names = [n.strip() for n in args.with_.split(",") if n.strip()]
+    out = Path(args.out) if "/" in args.out else suite.path.parent / args.out
+    n = perturb_suite(suite, names, out, seed=args.seed, force=args.force)
+    load_suite(out)  # what was written validates like any suite
+    print(f"wrote {n} examples to {out}/ ({len(suite.examples)} sources x {len(names)} perturbations); "
+          f"run it: tollgate run --model MODEL --suite {out.name}")
+    return EXIT_OK
+
+
+def cmd_perturbations(args: argparse.Namespace) -> int:
+    from harness.perturbations import perturbations
+
+    for name in perturbations:
+        p = perturbations.get(name)
+        print(f"{name:<12} {'invariant' if p.invariant else 'changes the answer':<19} {p.description}")
+    return EXIT_OK
+
+
 def add_parsers(sub: Any) -> None:
+    suite = sub.add_parser("suite", help="write suites: generate adversarial ones from existing suites")
+    ssub = suite.add_subparsers(dest="suite_command", metavar="ACTION", required=True)
+    s = ssub.add_parser("perturb", help="an edge suite of perturbed copies, each linked to its source")
+    s.add_argument("suite", help="the source suite")
+    s.add_argument("--with", dest="with_", required=True, metavar="NAMES",
+                   help="comma-separated perturbations (see 'tollgate suite perturbations')")
+    s.add_argument("--out", required=True, help="name of the new suite (a folder beside the source) or a path")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--force", action="store_true", help="overwrite an existing suite")
+    s.set_defaults(func=cmd_perturb)
+    s = ssub.add_parser("perturbations", help="list the registered perturbations")
+    s.set_defaults(func=cmd_perturbations)
+
     s = sub.add_parser("failures", help="what fails: pass rate per tag with CIs, failing examples with diffs")
     s.add_argument("model")
     s.add_argument("--suite", action="append", help="only this suite (repeatable)")
