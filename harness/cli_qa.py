@@ -70,6 +70,64 @@ def cmd_perturb(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_lint(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.cli import _project
+    from harness.errors import EXIT_GATE_FAILED
+    from harness.lint import fix_duplicates, lint_file
+    from harness.overfit import training_index
+    from harness.suites import read_suite_header
+
+    targets: list[tuple[Path, dict[str, Any]]] = [(Path(f), {}) for f in args.file or []]
+    if not args.file or args.suite:
+        project = _project(args)
+        texts: set[str] = set()
+        grams: set[int] = set()
+        for td in {p for p in project.training_data.values() if p is not None and p.is_file()}:
+            t, g = training_index(td, 13)
+            texts |= t
+            grams |= g
+        for d in project.suite_dirs:
+            entry, _ = read_suite_header(d)
+            if entry.lm_eval is not None or (args.suite and (entry.name or d.name) not in args.suite):
+                continue
+            fields = next((c["json_fields"].get("fields") for c in entry.checks or []
+                           if isinstance(c, dict) and isinstance(c.get("json_fields"), dict)), None)
+            leak = (texts, grams) if texts and entry.kind not in ("train_sample",) else None
+            targets.append((d / entry.data, {"required": fields, "training": leak}))
+    findings = []
+    for path, kwargs in targets:
+        found = lint_file(path, **kwargs)
+        findings.extend(found)
+        if args.fix:
+            report = fix_duplicates(path, found)
+            if report["removed"]:
+                out = path.with_name(path.name + ".lint-fix.json")
+                out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                print(f"{path}: removed {len(report['removed'])} exact duplicate line(s); report in {out}",
+                      file=sys.stderr)
+    if args.format == "json":
+        json.dump([f.as_dict() for f in findings], sys.stdout, indent=2, ensure_ascii=False)
+        print()
+    else:
+        from rich.table import Table
+
+        from harness.cli_gate import _console
+
+        t = Table(title=f"Lint: {len(targets)} file(s), {len(findings)} finding(s)", title_justify="left",
+                  show_lines=True)
+        for col in ("file", "check", "severity", "lines", "what"):
+            t.add_column(col, overflow="fold")
+        for f in findings:
+            lines = ", ".join(map(str, f.lines[:6])) + (" …" if len(f.lines) > 6 else "")
+            colour = "red" if f.severity == "error" else "yellow"
+            t.add_row(Path(f.file).name if len(targets) == 1 else f.file, f.check, f"[{colour}]{f.severity}[/]",
+                      lines, f.message)
+        _console().print(t)
+    return EXIT_GATE_FAILED if any(f.severity == "error" for f in findings) else EXIT_OK
+
+
 def cmd_perturbations(args: argparse.Namespace) -> int:
     from harness.perturbations import perturbations
 
@@ -90,6 +148,12 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--force", action="store_true", help="overwrite an existing suite")
     s.set_defaults(func=cmd_perturb)
+    s = ssub.add_parser("lint", help="duplicates, label conflicts, missing fields, leakage, untagged examples")
+    s.add_argument("suite", nargs="*", help="suites to lint (default: every suite of the project)")
+    s.add_argument("--file", action="append", help="also lint this JSONL file (repeatable), e.g. a training export")
+    s.add_argument("--fix", action="store_true", help="remove exact duplicates only, with a report beside the file")
+    s.add_argument("--format", choices=("table", "json"), default="table")
+    s.set_defaults(func=cmd_lint)
     s = ssub.add_parser("perturbations", help="list the registered perturbations")
     s.set_defaults(func=cmd_perturbations)
 
