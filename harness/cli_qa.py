@@ -128,6 +128,20 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return EXIT_GATE_FAILED if any(f.severity == "error" for f in findings) else EXIT_OK
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from harness.cli import _load_suites, _project
+    from harness.generate import new_suite
+    from harness.suites import load_suite
+
+    project = _project(args)
+    source = _load_suites(project, [args.from_])[0] if args.from_ else None
+    out = new_suite(project.root / "suites" / args.name, kind=args.kind, source=source, force=args.force)
+    load_suite(out)
+    print(f"created {out}/ (suite.yaml and one example to copy); add examples to {out / 'examples.jsonl'}, then "
+          f"'tollgate validate'")
+    return EXIT_OK
+
+
 def cmd_perturbations(args: argparse.Namespace) -> int:
     from harness.perturbations import perturbations
 
@@ -140,6 +154,13 @@ def cmd_perturbations(args: argparse.Namespace) -> int:
 def add_parsers(sub: Any) -> None:
     suite = sub.add_parser("suite", help="write suites: generate adversarial ones from existing suites")
     ssub = suite.add_subparsers(dest="suite_command", metavar="ACTION", required=True)
+    s = ssub.add_parser("new", help="scaffold a suite, optionally in the format of an existing one")
+    s.add_argument("name")
+    s.add_argument("--kind", default="edge",
+                   choices=("train_sample", "validation", "heldout", "edge", "general", "baseline"))
+    s.add_argument("--from", dest="from_", metavar="SUITE", help="copy this suite's prompt, task and checks")
+    s.add_argument("--force", action="store_true")
+    s.set_defaults(func=cmd_new)
     s = ssub.add_parser("perturb", help="an edge suite of perturbed copies, each linked to its source")
     s.add_argument("suite", help="the source suite")
     s.add_argument("--with", dest="with_", required=True, metavar="NAMES",

@@ -54,3 +54,34 @@ def perturb_suite(suite: Any, names: list[str], out_dir: Path, *, seed: int = 0,
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
     return len(rows)
+
+
+def new_suite(out_dir: Path, *, kind: str, source: Any | None = None, force: bool = False) -> Path:
+    """Scaffold a suite: the source's format (prompt, task, checks, options) and one example to copy.
+
+    With no source, a minimal generate suite. The example is the source's first one, retagged
+    ``todo``, so the file validates at once and shows the exact shape new examples need.
+    """
+    if (out_dir / "suite.yaml").exists() and not force:
+        raise TollgateInputError("a suite already exists here; use --force to overwrite it.", file=out_dir)
+    if source is not None and source.task not in ("generate", "choice"):
+        raise TollgateInputError(f"suite '{source.name}' runs lm-eval tasks; copy its folder instead.", field="--from")
+    if source is not None:
+        spec = source.spec.model_dump(exclude_none=True, exclude={"name", "data", "description"})
+        if source.spec.checks is None:
+            spec.pop("checks", None)
+        first = source.examples[0]
+        example = {"id": f"{out_dir.name}-001", "input": first.input, "expected": first.expected,
+                   "tags": ["todo"]}
+        origin = f"the format of '{source.name}'"
+    else:
+        spec = {"task": "generate", "prompt": "{{ input }}", "checks": ["normalized_match"]}
+        example = {"id": f"{out_dir.name}-001", "input": "Replace with an input.", "expected": "the answer",
+                   "tags": ["todo"]}
+        origin = "a minimal generate suite"
+    spec = {"name": out_dir.name, "kind": kind, "description": f"TODO: what this suite tests. Made from {origin}.",
+            **{k: v for k, v in spec.items() if k not in ("kind", "name", "description")}}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "suite.yaml").write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    (out_dir / "examples.jsonl").write_text(json.dumps(example, ensure_ascii=False) + "\n", encoding="utf-8")
+    return out_dir

@@ -78,3 +78,17 @@ def test_qa_can_register_their_own_perturbation():
         assert perturbations.get("test-reverse-words").description == "Reverse the word order."
     finally:
         del perturbations._items["test-reverse-words"]
+
+
+def test_suite_new_copies_the_format_and_validates_at_once(project, capsys):
+    assert main(["suite", "new", "edge-dates", "--kind", "edge", "--from", "heldout"]) == 0
+    import yaml
+
+    spec = yaml.safe_load((project / "suites" / "edge-dates" / "suite.yaml").read_text())
+    assert (spec["name"], spec["kind"], spec["prompt"]) == ("edge-dates", "edge", "{{ doc }}")
+    assert spec["checks"] == ["json_fields"]
+    first = rows(project / "suites" / "edge-dates" / "examples.jsonl")[0]
+    assert first["expected"] == DOCS[0]["expected"] and first["tags"] == ["todo"]
+    assert main(["validate"]) == 0
+    assert main(["suite", "new", "edge-dates"]) == 2  # never overwrites
+    assert main(["suite", "new", "plain", "--kind", "heldout"]) == 0 and main(["validate"]) == 0
