@@ -76,25 +76,22 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from harness.cli import _project
     from harness.errors import EXIT_GATE_FAILED
     from harness.lint import fix_duplicates, lint_file
-    from harness.overfit import training_index
+    from harness.overlap import TrainingIndex
     from harness.suites import read_suite_header
 
     targets: list[tuple[Path, dict[str, Any]]] = [(Path(f), {}) for f in args.file or []]
     if not args.file or args.suite:
         project = _project(args)
-        texts: set[str] = set()
-        grams: set[int] = set()
+        index = TrainingIndex()
         for td in {p for p in project.training_data.values() if p is not None and p.is_file()}:
-            t, g = training_index(td, 13)
-            texts |= t
-            grams |= g
+            index.add_file(td)
         for d in project.suite_dirs:
             entry, _ = read_suite_header(d)
             if entry.lm_eval is not None or (args.suite and (entry.name or d.name) not in args.suite):
                 continue
             fields = next((c["json_fields"].get("fields") for c in entry.checks or []
                            if isinstance(c, dict) and isinstance(c.get("json_fields"), dict)), None)
-            leak = (texts, grams) if texts and entry.kind not in ("train_sample",) else None
+            leak = index if index and entry.kind != "train_sample" else None
             targets.append((d / entry.data, {"required": fields, "training": leak}))
     findings = []
     for path, kwargs in targets:

@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.checks import normalize_text
 from harness.examples import read_jsonl
+from harness.overlap import TrainingIndex, text_of
 
 NEAR_DUPLICATE = 0.9  # Jaccard similarity of word 5-gram shingles
 SHINGLE = 5
@@ -35,16 +36,6 @@ class Finding:
         return asdict(self)
 
 
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return " ".join(_text(v) for v in value.values())
-    if isinstance(value, list):
-        return " ".join(_text(v) for v in value)
-    return "" if value is None else str(value)
-
-
 def _canon(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -56,13 +47,13 @@ def _shingles(words: list[str]) -> set[int]:
 
 
 def lint_rows(path: Path, rows: list[tuple[int, dict[str, Any]]], *, required: list[str] | None = None,
-              training: tuple[set[str], set[int]] | None = None, ngram: int = 13) -> list[Finding]:
+              training: TrainingIndex | None = None) -> list[Finding]:
     """All findings for one file's rows (line number, object)."""
     f = str(path)
     out: list[Finding] = []
     by_input: dict[str, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for ln, obj in rows:
-        by_input[normalize_text(_text(obj.get("input")))].append((ln, obj))
+        by_input[normalize_text(text_of(obj.get("input")))].append((ln, obj))
     for group in by_input.values():
         if len(group) < 2:
             continue
@@ -116,15 +107,8 @@ def lint_rows(path: Path, rows: list[tuple[int, dict[str, Any]]], *, required: l
             out.append(Finding(f, "empty-field", "error", f"empty or whitespace-only: {', '.join(empty)}.", [ln],
                                [str(o.get("id"))]))
     # leakage from the training data
-    if training is not None:
-        texts, grams = training
-        leaked = []
-        for ln, o in rows:
-            norm = normalize_text(_text(o.get("input")))
-            words = norm.split()
-            mine = {hash(" ".join(words[i:i + ngram])) for i in range(len(words) - ngram + 1)}
-            if norm in texts or (mine and len(mine & grams) / len(mine) >= 0.5):
-                leaked.append((ln, str(o.get("id"))))
+    if training:
+        leaked = [(ln, str(o.get("id"))) for ln, o in rows if training.contains(o.get("input"))]
         if leaked:
             out.append(Finding(f, "leakage", "error", f"{len(leaked)} example(s) also occur in the training data.",
                                [ln for ln, _ in leaked][:50], [i for _, i in leaked][:50]))

@@ -4,10 +4,8 @@ Each flag carries its numbers and a sentence a release manager can read aloud:
 - gap: ``train_sample`` scores above ``heldout`` by more than a threshold (the interval says so);
 - optimism: ``heldout`` above ``edge`` by more than a threshold (the clean split flatters it);
 - forgetting: a ``general``/``baseline`` suite where the model is worse than its base model;
-- contamination: eval examples that occur in the model's training data (exact after
-  normalisation, or with at least half of their 13-grams found there: lm-eval's decontamination
-  flags any shared 13-gram, which on templated documents flags nearly everything), with the score
-  on the clean subset beside the score on all.
+- contamination: eval examples that occur in the model's training data (``overlap.py``), with
+  the score on the clean subset beside the score on all.
 - memorisation: on counterfactual copies of training examples (one field's value in the document
   replaced by another training value, the expected answer following it), the model still
   returns the original training target.
@@ -27,6 +25,7 @@ from harness import store as st
 from harness.checks import normalize_text, parse_json_output
 from harness.examples import Example
 from harness.hashing import hash_obj
+from harness.overlap import TrainingIndex, text_of
 from harness.policy import OverfitSettings
 from harness.stats import paired_compare, unpaired_compare
 
@@ -120,54 +119,16 @@ def _forgetting(con: Any, model: str, base: str | None, settings: OverfitSetting
     return Flag("forgetting", raised, text, {"suites": details, "threshold": settings.forgetting})
 
 
-def _text_of(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return " ".join(_text_of(v) for v in value.values())
-    if isinstance(value, list):
-        return " ".join(_text_of(v) for v in value)
-    return "" if value is None else str(value)
-
-
-def _ngrams(words: list[str], n: int) -> set[int]:
-    return {hash(" ".join(words[i:i + n])) for i in range(len(words) - n + 1)}
-
-
-def training_index(path: Path, n: int) -> tuple[set[str], set[int]]:
-    """Normalised texts and n-gram hashes of a JSONL training file (its ``input`` fields, else whole lines)."""
-    texts, grams = set(), set()
-    with path.open(encoding="utf-8", errors="replace") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                text = _text_of(obj.get("input", obj) if isinstance(obj, dict) else obj)
-            except json.JSONDecodeError:
-                text = line
-            norm = normalize_text(text)
-            texts.add(norm)
-            grams |= _ngrams(norm.split(), n)
-    return texts, grams
-
-
 def _contamination(con: Any, model: str, training: Path | None, settings: OverfitSettings) -> Flag:
     if training is None:
         return Flag("contamination", None, f"model {model} names no training_data file in tollgate.yaml.")
-    texts, grams = training_index(training, settings.ngram)
+    index = TrainingIndex(settings.ngram, settings.ngram_share).add_file(training)
     # training samples and the probes made from them are training data by design
     runs = [r for r in st.latest_runs(con, model=model) if r["suite_kind"] not in ("train_sample", "probe")]
     per_suite, total = [], 0
     for r in runs:
         rows = con.execute("SELECT example_id, input FROM examples WHERE suite_hash = ?", [r["suite_hash"]]).fetchall()
-        hits = []
-        for ex_id, inp in rows:
-            norm = normalize_text(_text_of(json.loads(inp)))
-            words = norm.split()
-            mine = _ngrams(words, settings.ngram)
-            if norm in texts or (mine and len(mine & grams) / len(mine) >= settings.ngram_share):
-                hits.append(ex_id)
+        hits = [ex_id for ex_id, inp in rows if index.contains(json.loads(inp))]
         if not hits:
             continue
         total += len(hits)
@@ -221,7 +182,7 @@ def counterfactual_copies(suite: Any, seed: int = 0) -> tuple[Any, list[Swap]]:
     for n, ex in enumerate(suite.examples):
         if not isinstance(ex.expected, dict) or not isinstance(ex.input, (str, dict)):
             continue
-        text = _text_of(ex.input)
+        text = text_of(ex.input)
         fields = [k for k, v in ex.expected.items() if isinstance(v, str) and len(v) >= 3 and v in text]
         if not fields:
             continue
