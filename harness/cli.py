@@ -22,8 +22,10 @@ def _project(args: argparse.Namespace) -> Any:
     return load_project(find_project(explicit=args.project))
 
 
-def _load_suites(project: Any, names: list[str] | None) -> list[Any]:
-    from harness.suites import load_suite, suite_headers
+def _load_suites(project: Any, names: list[str] | None, *, with_sources: bool = False) -> list[Any]:
+    """The named suites (default all), validated; ``with_sources`` adds the suites that behavioural
+    examples compare with, ahead of them, and checks every such reference."""
+    from harness.suites import link_sources, load_suite, suite_headers
 
     headers = suite_headers(project.suite_dirs)
     if names:
@@ -36,7 +38,9 @@ def _load_suites(project: Any, names: list[str] | None) -> list[Any]:
         chosen = list(headers.values())
     if not chosen:
         raise TollgateInputError("the project has no suites.", file=project.path, field="suites")
-    return [load_suite(d) for d in chosen]
+    suites = [load_suite(d) for d in chosen]
+    linked = link_sources(suites, headers)
+    return linked if with_sources else suites
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -74,7 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = _project(args)
     project.model(args.model)
     check_model_paths(project, only=args.model)
-    suites = _load_suites(project, args.suite)
+    suites = _load_suites(project, args.suite, with_sources=True)
     store = Store(project.store_path)
     outcomes = run_suites(project, args.model, suites, store, stage=args.stage,
                           show_progress=not args.no_progress, commit_every=args.commit_every)

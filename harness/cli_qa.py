@@ -38,13 +38,15 @@ def cmd_failures(args: argparse.Namespace) -> int:
     con.print(t)
     f = Table(title=f"Failing examples (first {args.limit}; errors first, then most fields wrong)",
               title_justify="left", show_lines=True)
-    for col in ("suite", "example", "tags", "expected → got"):
+    for col in ("suite", "example", "tags", "expected → got (and vs source: answer on the source → got)"):
         f.add_column(col, overflow="fold")
     for x in failures:
         if x.error:
             what = f"[red]error:[/] {x.error}"
-        elif x.diff:
-            what = "\n".join(f"{k}: {exp!r} → {got!r}" for k, (exp, got) in x.diff.items())
+        elif x.diff or x.vs_source:
+            what = "\n".join([f"{k}: {exp!r} → {got!r}" for k, (exp, got) in x.diff.items()]
+                             + [f"[yellow]vs {x.source}:[/] {k}: {was!r} → {got!r}"
+                                for k, (was, got) in x.vs_source.items()])
         else:
             what = x.reason or f"{x.expected!r} → {x.output!r}"
         f.add_row(x.suite, x.example_id, ", ".join(x.tags), what)
@@ -57,16 +59,17 @@ def cmd_perturb(args: argparse.Namespace) -> int:
 
     from harness.cli import _load_suites, _project
     from harness.generate import perturb_suite
-    from harness.suites import load_suite
+    from harness.suites import link_sources, load_suite
 
     project = _project(args)
     suite = _load_suites(project, [args.suite])[0]
     names = [n.strip() for n in args.with_.split(",") if n.strip()]
     out = Path(args.out) if "/" in args.out else suite.path.parent / args.out
-    n = perturb_suite(suite, names, out, seed=args.seed, force=args.force)
-    load_suite(out)  # what was written validates like any suite
-    print(f"wrote {n} examples to {out}/ ({len(suite.examples)} sources x {len(names)} perturbations); "
-          f"run it: tollgate run --model MODEL --suite {out.name}")
+    n = perturb_suite(suite, names, out, seed=args.seed, force=args.force, sample=args.sample)
+    written = load_suite(out)  # what was written validates like any suite
+    link_sources([written], {suite.name: suite.path})
+    print(f"wrote {n} examples to {out}/ from {len({e.source_id for e in written.examples})} sources of "
+          f"'{suite.name}' x {len(names)} perturbations; run it: tollgate run --model MODEL --suite {out.name}")
     return EXIT_OK
 
 
@@ -144,7 +147,7 @@ def cmd_perturbations(args: argparse.Namespace) -> int:
 
     for name in perturbations:
         p = perturbations.get(name)
-        print(f"{name:<12} {'invariant' if p.invariant else 'changes the answer':<19} {p.description}")
+        print(f"{name:<13} {p.effect:<14} {p.description}")
     return EXIT_OK
 
 
@@ -164,6 +167,7 @@ def add_parsers(sub: Any) -> None:
                    help="comma-separated perturbations (see 'tollgate suite perturbations')")
     s.add_argument("--out", required=True, help="name of the new suite (a folder beside the source) or a path")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--sample", type=int, metavar="N", help="perturb N sources drawn with the seed (default all)")
     s.add_argument("--force", action="store_true", help="overwrite an existing suite")
     s.set_defaults(func=cmd_perturb)
     s = ssub.add_parser("lint", help="duplicates, label conflicts, missing fields, leakage, untagged examples")

@@ -8,15 +8,16 @@ file is rejected whole: a suite is never half loaded.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from harness.behaviour import Directional, parse_directional
 from harness.errors import TollgateInputError
 from harness.hashing import hash_obj
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: an example bigger than this is almost surely a broken export
-FIELDS = ("id", "input", "expected", "tags")
+FIELDS = ("id", "input", "expected", "tags", "invariant_to", "directional")
 REQUIRED = ("id", "input", "expected")
 
 
@@ -28,9 +29,21 @@ class Example:
     tags: tuple[str, ...]
     line: int
     hash: str
+    invariant_to: str | None = None
+    directional: Directional | None = None
+
+    @property
+    def source_id(self) -> str | None:
+        """The example whose answer this one is compared with (behavioural tests), if any."""
+        return self.invariant_to or (self.directional.of if self.directional else None)
 
     def as_record(self) -> dict[str, Any]:
-        return {"id": self.id, "input": self.input, "expected": self.expected, "tags": list(self.tags)}
+        rec = {"id": self.id, "input": self.input, "expected": self.expected, "tags": list(self.tags)}
+        if self.invariant_to is not None:
+            rec["invariant_to"] = self.invariant_to
+        if self.directional is not None:
+            rec["directional"] = self.directional.as_dict()
+        return rec
 
 
 def read_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[tuple[int, dict[str, Any]]]:
@@ -92,6 +105,12 @@ def _schema() -> Any:
             "tags": pa.Column(None, each(lambda v: v is None or (isinstance(v, list)
                                                                  and all(isinstance(t, str) for t in v)),
                                          "must be a list of strings"), nullable=True),
+            "invariant_to": pa.Column(None, each(lambda v: v is None or (isinstance(v, str) and v.strip() != ""),
+                                                 "must be the id of the source example"), nullable=True,
+                                      required=False),
+            "directional": pa.Column(None, each(lambda v: v is None or isinstance(v, dict),
+                                                "must be an object: {of: source id, changes: [...], keeps: [...]}"),
+                                     nullable=True, required=False),
         },
         strict=True,
         name="examples",
@@ -136,9 +155,18 @@ def validate_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> list[Ex
     for (ln, obj), rec in zip(rows, df.to_dict("records"), strict=True):
         tags = tuple(obj.get("tags") or ())
         ex_id = str(rec["id"])
-        examples.append(Example(id=ex_id, input=obj["input"], expected=obj["expected"], tags=tags, line=ln,
-                                hash=hash_obj({"id": ex_id, "input": obj["input"], "expected": obj["expected"],
-                                               "tags": list(tags)})))
+        directional = None
+        if obj.get("directional") is not None:
+            directional = parse_directional(obj["directional"], file=path, line=ln)
+        if obj.get("invariant_to") is not None and directional is not None:
+            raise TollgateInputError("an example is either invariant_to a source or directional, not both.",
+                                     file=path, line=ln, field="directional")
+        ex = Example(id=ex_id, input=obj["input"], expected=obj["expected"], tags=tags, line=ln, hash="",
+                     invariant_to=obj.get("invariant_to"), directional=directional)
+        if ex.source_id == ex_id:
+            raise TollgateInputError("an example cannot be compared with itself.", file=path, line=ln,
+                                     field="invariant_to" if ex.invariant_to else "directional.of")
+        examples.append(replace(ex, hash=hash_obj(ex.as_record())))
     return examples
 
 

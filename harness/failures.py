@@ -7,7 +7,7 @@ example ("expected 1899-03-04, got 1899-04-03"), so both views come from one que
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness import store as st
@@ -36,10 +36,14 @@ class Failure:
     reason: str | None
     error: str | None
     diff: dict[str, tuple[Any, Any]]
+    source: str | None = None  # the example a behavioural test compared this answer with
+    vs_source: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # field -> (answer on source, got)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("suite", "example_id", "tags", "input", "expected", "output", "reason",
-                                               "error")} | {"diff": {k: list(v) for k, v in self.diff.items()}}
+                                               "error", "source")} | {
+            "diff": {k: list(v) for k, v in self.diff.items()},
+            "vs_source": {k: list(v) for k, v in self.vs_source.items()}}
 
 
 def field_diff(expected: Any, output: str | None) -> dict[str, tuple[Any, Any]]:
@@ -52,13 +56,25 @@ def field_diff(expected: Any, output: str | None) -> dict[str, tuple[Any, Any]]:
             str(got.get(k)).strip().casefold() and not (v is None and got.get(k) in (None, ""))}
 
 
+def source_diff(details: dict[str, Any], output: str | None) -> dict[str, tuple[Any, Any]]:
+    """For a behavioural test: the fields whose value moved from the answer on the source example."""
+    beh = details.get("behaviour") or {}
+    src, _ = parse_json_output(beh.get("source_output") or "")
+    got, _ = parse_json_output(output or "")
+    if not isinstance(src, dict) or not isinstance(got, dict):
+        return {}
+    from harness.behaviour import _same
+
+    return {k: (src.get(k), got.get(k)) for k in sorted(set(src) | set(got)) if not _same(src.get(k), got.get(k))}
+
+
 def _rows(con: Any, model: str, suites: list[str] | None) -> list[tuple]:
     runs = st.latest_runs(con, model=model, suites=suites)
     if not runs:
         return []
     return con.execute("""
         SELECT ru.suite, r.example_id, e.tags, e.input, e.expected, r.output, r.reason, r.error,
-               CASE WHEN r.error IS NULL THEN r.passed ELSE FALSE END AS ok
+               CASE WHEN r.error IS NULL THEN r.passed ELSE FALSE END AS ok, r.details
         FROM results r JOIN runs ru USING (run_id)
         LEFT JOIN examples e ON e.suite_hash = ru.suite_hash AND e.example_id = r.example_id
         WHERE list_contains(?, r.run_id) ORDER BY ru.suite, r.example_id""", [[r["run_id"] for r in runs]]).fetchall()
@@ -70,7 +86,7 @@ def failure_report(con: Any, model: str, suites: list[str] | None = None, by: st
     rows = _rows(con, model, suites)
     groups: dict[tuple[str, str], list[bool]] = {}
     failures: list[Failure] = []
-    for suite, ex_id, tags, inp, exp, out, reason, err, ok in rows:
+    for suite, ex_id, tags, inp, exp, out, reason, err, ok, details in rows:
         tags = list(tags or [])
         keys = ["(all)"]
         if by == "tag":
@@ -81,8 +97,10 @@ def failure_report(con: Any, model: str, suites: list[str] | None = None, by: st
             groups.setdefault((suite, k), []).append(bool(ok))
         if not ok:
             expected = json.loads(exp) if exp else None
+            det = json.loads(details) if details else {}
             failures.append(Failure(suite, ex_id, tags, json.loads(inp) if inp else None, expected, out, reason, err,
-                                    field_diff(expected, out)))
+                                    field_diff(expected, out), (det.get("behaviour") or {}).get("source"),
+                                    source_diff(det, out)))
     slices = [Slice(s, k, wilson(sum(v), len(v))) for (s, k), v in groups.items()]
     slices.sort(key=lambda x: (x.suite, x.key != "(all)", x.estimate.value, x.key))
     failures.sort(key=lambda f: (f.error is None, f.suite, -len(f.diff), f.example_id))

@@ -1,5 +1,6 @@
-"""``tollgate suite perturb``: an adversarial suite generated from an existing one, each example linked
-to its source by tags (``source:<id>``, ``perturbation:<name>``) so failures can be read per rewrite."""
+"""``tollgate suite perturb``: an adversarial suite generated from an existing one. Each example is
+linked to its source (``invariant_to`` / ``directional``, and tags ``source:<id>``,
+``perturbation:<name>``) so failures can be read per rewrite; ``tollgate suite new`` scaffolds one by hand."""
 
 from __future__ import annotations
 
@@ -15,24 +16,43 @@ from harness.hashing import hash_obj
 from harness.perturbations import answer_values, apply, perturbations
 
 
-def perturb_suite(suite: Any, names: list[str], out_dir: Path, *, seed: int = 0, force: bool = False) -> int:
-    """Write ``out_dir`` (suite.yaml + examples.jsonl); returns the number of examples written."""
+def perturb_suite(suite: Any, names: list[str], out_dir: Path, *, seed: int = 0, force: bool = False,
+                  sample: int | None = None) -> int:
+    """Write ``out_dir`` (suite.yaml + examples.jsonl); returns the number of examples written.
+
+    An invariant rewrite keeps the expected answer and is ``invariant_to`` its source; a
+    directional one carries its new expected answer and the fields that must change. Either way
+    the model is scored against the label and against its own answer on the source, which is
+    how "right on the original, wrong once rephrased" becomes visible.
+    """
     chosen = [perturbations.get(n, field="--with") for n in names]
-    variant = [p.name for p in chosen if not p.invariant]
-    if variant:
-        raise TollgateInputError(f"perturbation '{variant[0]}' can change the right answer, so its copies cannot "
-                                 f"keep the source's expected value; use invariant ones "
-                                 f"({', '.join(n for n in perturbations if perturbations.get(n).invariant)}).",
-                                 field="--with")
+    unknown = [p.name for p in chosen if p.effect == "unpredictable"]
+    if unknown:
+        usable = ", ".join(n for n in perturbations if perturbations.get(n).effect != "unpredictable")
+        raise TollgateInputError(f"perturbation '{unknown[0]}' can change the right answer in ways nobody can "
+                                 f"predict, so no test can be generated from it; use one that is invariant or "
+                                 f"directional ({usable}).", field="--with")
     if suite.task not in ("generate", "choice"):
         raise TollgateInputError(f"suite '{suite.name}' has no examples of its own to perturb.", field="SUITE")
+    if sample is not None and sample < 1:
+        raise TollgateInputError(f"must be at least 1, got {sample}.", field="--sample")
     if (out_dir / "suite.yaml").exists() and not force:
         raise TollgateInputError("a suite already exists here; use --force to overwrite it.", file=out_dir)
+    sources = [ex for ex in suite.examples if ex.source_id is None]
+    if sample is not None and sample < len(sources):
+        sources = sorted(random.Random(hash_obj(seed, "sample")).sample(sources, sample), key=lambda e: e.line)
     keep = {suite.spec.choices_field} if suite.spec.choices_field else set()
     rows = []
     for p in chosen:
-        for ex in suite.examples:
+        for ex in sources:
             rng = random.Random(hash_obj(seed, p.name, ex.id))
+            tags = [*ex.tags, f"perturbation:{p.name}", f"source:{ex.id}"]
+            if p.effect == "directional":
+                rw = p.fn(ex.input, ex.expected, rng)
+                if rw is not None:
+                    rows.append({"id": f"{ex.id}~{p.name}", "input": rw.input, "expected": rw.expected, "tags": tags,
+                                 "directional": {"of": ex.id, "changes": rw.changes, "keeps": "rest"}})
+                continue
             protect = answer_values(ex.expected)
             if suite.task == "choice":
                 protect += suite.choices_for(ex)
@@ -40,12 +60,17 @@ def perturb_suite(suite: Any, names: list[str], out_dir: Path, *, seed: int = 0,
                 inp = {k: (v if k in keep else apply(p.name, v, rng, protect)) for k, v in ex.input.items()}
             else:
                 inp = apply(p.name, ex.input, rng, protect)
-            rows.append({"id": f"{ex.id}~{p.name}", "input": inp, "expected": ex.expected,
-                         "tags": [*ex.tags, f"perturbation:{p.name}", f"source:{ex.id}"]})
+            rows.append({"id": f"{ex.id}~{p.name}", "input": inp, "expected": ex.expected, "tags": tags,
+                         "invariant_to": ex.id})
+    if not rows:
+        raise TollgateInputError(f"none of the {len(sources)} examples could be rewritten by "
+                                 f"{', '.join(names)}.", field="--with")
     spec = suite.spec.model_dump(exclude_none=True, exclude={"name", "data"})
-    spec.update(name=out_dir.name, kind="edge",
+    picked = f", {len(sources)} sampled sources" if sample is not None else ""
+    spec.update(name=out_dir.name, kind="edge", source_suite=suite.name,
                 description=f"Generated by 'tollgate suite perturb {suite.name} --with {','.join(names)}' "
-                            f"(seed {seed}); each example names its source in its tags.")
+                            f"(seed {seed}{picked}); each example is compared with its source in "
+                            f"'{suite.name}' (invariant_to / directional) and with its expected answer.")
     if suite.spec.checks is None:
         spec.pop("checks", None)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,12 @@
-"""Perturbations: seeded, deterministic rewrites of an example's text, in a registry QA can extend.
+"""Perturbations: seeded, deterministic rewrites of an example, in a registry QA can extend.
 
-Each declares whether the expected answer survives it (``invariant``: typos do not change who the
-claimant is) so a generated suite keeps the source's expected value only where that holds.
-Register your own with ``@register_perturbation("name", invariant=True)`` in a plugin module.
+Each declares what it does to the right answer, because that decides the test it makes:
+``invariant`` (typos do not change who the claimant is: the answer must stay the same),
+``directional`` (a new claimant name must change ``claimant_name`` and nothing else: the rewrite
+returns the new expected value and the fields that change), or ``unpredictable`` (OCR noise on the
+policy number may destroy it: no test can be generated, so ``suite perturb`` refuses it).
+Register your own in a plugin module with ``@register_perturbation("name", invariant=True)``
+(text -> text) or ``@register_directional("name")`` (input, expected -> Rewrite).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from harness.registry import Registry
 
@@ -18,20 +23,54 @@ PerturbFn = Callable[[str, random.Random], str]
 
 
 @dataclass(frozen=True)
+class Rewrite:
+    """What a directional perturbation made: the new input, the new expected answer, and which
+    fields of the answer change (``"output"`` when the answer is plain text)."""
+
+    input: Any
+    expected: Any
+    changes: list[str] | str
+
+
+DirectionalFn = Callable[[Any, Any, random.Random], Rewrite | None]
+
+
+@dataclass(frozen=True)
 class Perturbation:
     name: str
-    fn: PerturbFn
-    invariant: bool
+    fn: Callable[..., Any]
+    effect: str  # "invariant" | "directional" | "unpredictable"
     description: str
+    masks_answers: bool = True  # False: the rewrite may touch answer values without changing their meaning
+
+    @property
+    def invariant(self) -> bool:
+        return self.effect == "invariant"
 
 
 perturbations: Registry[Perturbation] = Registry("perturbation")
 
 
-def register_perturbation(name: str, *, invariant: bool, replace: bool = False) -> Callable[[PerturbFn], PerturbFn]:
+def _first_line(fn: Callable[..., Any], name: str) -> str:
+    return (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+
+
+def register_perturbation(name: str, *, invariant: bool, replace: bool = False,
+                          masks_answers: bool = True) -> Callable[[PerturbFn], PerturbFn]:
+    """A text rewrite. ``invariant=False`` marks one whose effect on the answer cannot be known."""
     def decorate(fn: PerturbFn) -> PerturbFn:
-        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
-        perturbations.register(name, replace=replace)(Perturbation(name, fn, invariant, doc))
+        effect = "invariant" if invariant else "unpredictable"
+        perturbations.register(name, replace=replace)(
+            Perturbation(name, fn, effect, _first_line(fn, name), masks_answers))
+        return fn
+
+    return decorate
+
+
+def register_directional(name: str, *, replace: bool = False) -> Callable[[DirectionalFn], DirectionalFn]:
+    """A rewrite of input and expected answer together; returning None skips an example it cannot change."""
+    def decorate(fn: DirectionalFn) -> DirectionalFn:
+        perturbations.register(name, replace=replace)(Perturbation(name, fn, "directional", _first_line(fn, name)))
         return fn
 
     return decorate
@@ -156,6 +195,121 @@ def truncation(text: str, rng: random.Random) -> str:
     return text[:cut]
 
 
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+_MON = {m[:3].lower(): i + 1 for i, m in enumerate(MONTHS)}
+_MONTH_RE = r"(January|February|March|April|May|June|July|August|September|October|November|December|" \
+            r"Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)\.?"
+_DATES = [  # (pattern, group order) for unambiguous written dates
+    (re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b"), "ymd"),
+    (re.compile(rf"\b{_MONTH_RE} (\d{{1,2}}), (\d{{4}})\b"), "mdy"),
+    (re.compile(rf"\b(\d{{1,2}}) {_MONTH_RE} (\d{{4}})\b"), "dmy"),
+]
+_DATE_STYLES = [
+    lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
+    lambda y, m, d: f"{d} {MONTHS[m - 1]} {y}",
+    lambda y, m, d: f"{MONTHS[m - 1]} {d}, {y}",
+    lambda y, m, d: f"{d} {MONTHS[m - 1][:3]}. {y}",
+    lambda y, m, d: f"the {d}{'th' if 10 <= d % 100 < 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(d % 10, 'th')} "
+                    f"day of {MONTHS[m - 1]}, {y}",
+]
+
+
+def _parts(m: re.Match[str], order: str) -> tuple[int, int, int] | None:
+    g = m.groups()
+    if order == "ymd":
+        y, mo, d = int(g[0]), int(g[1]), int(g[2])
+    elif order == "mdy":
+        y, mo, d = int(g[2]), _MON[g[0][:3].lower()], int(g[1])
+    else:
+        y, mo, d = int(g[2]), _MON[g[1][:3].lower()], int(g[0])
+    return (y, mo, d) if 1 <= mo <= 12 and 1 <= d <= 31 else None
+
+
+@register_perturbation("date_formats", invariant=True, masks_answers=False)
+def date_formats(text: str, rng: random.Random) -> str:
+    """Write every unambiguous date in another style (ISO, '4 March 2022', 'the 4th day of March, 2022')."""
+    found = sorted((m.start(), m.end(), ymd) for pattern, order in _DATES for m in pattern.finditer(text)
+                   if (ymd := _parts(m, order)) is not None)
+    out, last = [], 0
+    for start, end, ymd in found:  # one pass over the original text: a rewritten date is not rewritten again
+        if start < last:
+            continue
+        styles = [f for f in _DATE_STYLES if f(*ymd) != text[start:end]]
+        out.append(text[last:start] + rng.choice(styles)(*ymd))
+        last = end
+    return "".join(out) + text[last:]
+
+
+_ABBREV = {"dr", "mr", "mrs", "ms", "sgt", "st", "no", "ref", "vs", "etc", "jan", "feb", "mar", "apr", "jun",
+           "jul", "aug", "sep", "sept", "oct", "nov", "dec"}
+
+
+def sentences(text: str) -> list[str]:
+    """Split prose into sentences, not after 'Dr.' or 'Sgt.' or 'Mar.'."""
+    out, start = [], 0
+    for m in re.finditer(r"[.!?]\s+(?=[A-Z\"'(])", text):
+        word = re.search(r"(\w+)$", text[start:m.start()])
+        if word and word.group(1).lower() in _ABBREV:
+            continue
+        out.append(text[start:m.start() + 1])
+        start = m.end()
+    out.append(text[start:])
+    return [x for x in out if x.strip()]
+
+
+@register_perturbation("field_order", invariant=True)
+def field_order(text: str, rng: random.Random) -> str:
+    """Reorder the sentences (a form's fields): where a fact sits must not change what it is."""
+    parts = sentences(text)
+    if len(parts) < 3:
+        return text
+    shuffled = parts[:]
+    while shuffled == parts:
+        rng.shuffle(shuffled)
+    return " ".join(p.strip() for p in shuffled)
+
+
+NON_ASCII_NAMES = ["Zoë Ångström", "José Ñúñez-Peña", "Łucja Wróblewska", "Søren Ærøskøbing", "Chloé Lefèvre-Dubois",
+                   "Björn Öztürk", "Siobhán Ní Dhómhnaill", "Mária Szőke", "Dvořák Jiří", "Renée Müller-Çelik",
+                   "Ömer Yılmaz", "Małgorzata Żółć", "Íñigo Sáenz", "Nguyễn Thị Hằng", "Þóra Guðmundsdóttir"]
+_NAME = re.compile(r"^[A-Z][a-z'’-]+(?: [A-Z][a-z'’.-]+)+$")
+
+
+@register_directional("names")
+def names(inp: Any, expected: Any, rng: random.Random) -> Rewrite | None:
+    """A person named in the answer becomes someone with a non-ASCII name: that field must change to it."""
+    if isinstance(expected, dict):
+        fields = [k for k, v in expected.items() if isinstance(v, str) and _NAME.match(v) and v in str(inp)]
+    else:
+        fields = ["output"] if isinstance(expected, str) and _NAME.match(expected) and expected in str(inp) else []
+    if not fields:
+        return None
+    new_expected = dict(expected) if isinstance(expected, dict) else expected
+    swaps = {}
+    for f in fields:
+        old = expected[f] if isinstance(expected, dict) else expected
+        new = swaps.get(old) or rng.choice([n for n in NON_ASCII_NAMES if n not in swaps.values()])
+        swaps[old] = new
+        if isinstance(new_expected, dict):
+            new_expected[f] = new
+        else:
+            new_expected = new
+
+    def sub(v: Any) -> Any:
+        if isinstance(v, str):
+            for old, new in swaps.items():
+                v = v.replace(old, new)
+            return v
+        if isinstance(v, dict):
+            return {k: sub(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [sub(x) for x in v]
+        return v
+
+    return Rewrite(sub(inp), new_expected, fields if isinstance(expected, dict) else "output")
+
+
 def _mask(text: str, protect: list[str]) -> tuple[str, list[tuple[str, str]]]:
     """Hide the protected values behind private-use characters no perturbation touches."""
     marks = []
@@ -174,8 +328,10 @@ def apply(name: str, value: object, rng: random.Random, protect: list[str] | Non
     description): they are kept verbatim, so an invariant rewrite really keeps the answer.
     """
     p = perturbations.get(name)
+    if p.effect == "directional":
+        raise ValueError(f"'{name}' rewrites input and answer together: call its function with both")
     if isinstance(value, str):
-        masked, marks = _mask(value, protect or [])
+        masked, marks = _mask(value, (protect or []) if p.masks_answers else [])
         out = p.fn(masked, rng)
         for mark, original in marks:
             out = out.replace(mark, original)

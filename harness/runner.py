@@ -53,6 +53,7 @@ class _Item:
     prompt: str
     choices: list[str] | None = None
     target: int | None = None
+    source_key: str | None = None  # output key of the example a behavioural test compares with
 
 
 def settings_for(model: ModelConfig, suite: Suite) -> GenerationSettings:
@@ -63,55 +64,92 @@ def settings_for(model: ModelConfig, suite: Suite) -> GenerationSettings:
                    stop=tuple(o.stop) if o.stop is not None else g.stop)
 
 
-def plan(suite: Suite, fingerprint: str, settings: GenerationSettings) -> list[_Item]:
-    """Render every example into its request and cache keys."""
+def output_key(suite: Suite, ex: Example, fingerprint: str, settings: GenerationSettings) -> str:
+    """Same model, same request, same settings: the same answer, whichever suite asked."""
+    prompt = suite.render(ex)
+    if suite.task == "choice":
+        return hash_obj("choice", fingerprint, prompt, suite.choices_for(ex), suite.spec.target_delimiter)
+    return hash_obj("generate", fingerprint, prompt, settings.as_dict())
+
+
+def plan(suite: Suite, fingerprint: str, settings: GenerationSettings,
+         source_settings: GenerationSettings | None = None) -> list[_Item]:
+    """Render every example into its request and cache keys.
+
+    A behavioural example's result also depends on its source's answer, so the source's output
+    key joins its result key.
+    """
     items = []
     checks = suite.check_config()
+    source = suite.source or suite
+    by_id = {e.id: e for e in source.examples} if suite.has_behaviour else {}
     for ex in suite.examples:
-        prompt = suite.render(ex)
+        okey = output_key(suite, ex, fingerprint, settings)
+        skey = None
+        if ex.source_id is not None:
+            skey = output_key(source, by_id[ex.source_id], fingerprint, source_settings or settings)
         if suite.task == "choice":
-            choices = suite.choices_for(ex)
             target = suite.target_index(ex)
-            okey = hash_obj("choice", fingerprint, prompt, choices, suite.spec.target_delimiter)
-            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, target, checks), prompt, choices, target))
+            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, target, checks, skey), suite.render(ex),
+                               suite.choices_for(ex), target, skey))
         else:
-            okey = hash_obj("generate", fingerprint, prompt, settings.as_dict())
-            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, checks), prompt))
+            rkey = hash_obj(okey, ex.hash, checks) if skey is None else hash_obj(okey, ex.hash, checks, skey)
+            items.append(_Item(ex, okey, rkey, suite.render(ex), source_key=skey))
     return items
 
 
-def score(suite: Suite, item: _Item, gen: Generation) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run every check on one answer: the result row and one score row per metric."""
+def score(suite: Suite, item: _Item, gen: Generation,
+          source_output: str | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run every check on one answer: the result row and one score row per metric.
+
+    A behavioural example is also compared with its source's answer (``source_output``); with
+    no expected value, that comparison is its only check.
+    """
     details = dict(gen.details)
     if item.choices is not None:
         details.update(choices=item.choices, target=item.target)
+    ex = item.example
+    if item.source_key is not None:
+        details["behaviour"] = {"source": ex.source_id, "source_output": source_output,
+                                "type": "invariance" if ex.invariant_to else "directional"}
     row: dict[str, Any] = {
-        "example_id": item.example.id, "output_key": item.output_key, "result_key": item.result_key,
+        "example_id": ex.id, "output_key": item.output_key, "result_key": item.result_key,
         "output": gen.text, "details": json.dumps(details, ensure_ascii=False), "latency_ms": gen.latency_ms,
         "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens, "error": gen.error,
         "cached": False, "created_at": st.utcnow(), "score": None, "passed": None, "reason": None,
     }
-    if gen.error is not None:
+    if gen.error is None and item.source_key is not None and source_output is None:
+        row["error"] = (f"source example '{ex.source_id}' has no answer from this model to compare with "
+                        f"(it errored); the next run retries it")
+    if row["error"] is not None:
         return row, []
-    sample = Sample(output=gen.text or "", expected=item.example.expected, input=item.example.input,
-                    example_id=item.example.id, details=details)
-    scores: list[dict[str, Any]] = []
-    results: list[CheckResult] = []
+    sample = Sample(output=gen.text or "", expected=ex.expected, input=ex.input, example_id=ex.id, details=details)
+    named: list[tuple[str, CheckResult]] = []
     seen: dict[str, int] = {}
-    for spec, fn in zip(suite.check_specs, suite.checks, strict=True):
-        res = fn(sample)
-        results.append(res)
-        seen[spec.name] = seen.get(spec.name, 0) + 1
-        metric = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
-        scores.append({"example_id": item.example.id, "metric": metric, "value": float(res.score),
+    if item.source_key is not None:
+        from harness.behaviour import behaviour_result
+
+        named.append(behaviour_result(ex, gen.text or "", source_output or ""))
+    if item.source_key is None or ex.expected is not None:
+        for spec, fn in zip(suite.check_specs, suite.checks, strict=True):
+            seen[spec.name] = seen.get(spec.name, 0) + 1
+            named.append((spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}", fn(sample)))
+    scores: list[dict[str, Any]] = []
+    for metric, res in named:
+        scores.append({"example_id": ex.id, "metric": metric, "value": float(res.score),
                        "passed": bool(res.passed), "reason": res.reason or None,
                        "counts": json.dumps(res.counts) if res.counts else None})
         for sub, value in res.metrics.items():
-            scores.append({"example_id": item.example.id, "metric": f"{metric}.{sub}", "value": float(value),
+            scores.append({"example_id": ex.id, "metric": f"{metric}.{sub}", "value": float(value),
                            "passed": value >= 1.0, "reason": None, "counts": None})
-    row["score"] = results[0].score
+    results = [r for _, r in named]
+    main = results[1] if item.source_key is not None and len(results) > 1 else results[0]
+    row["score"] = main.score
     row["passed"] = all(r.passed for r in results)
-    row["reason"] = next((r.reason for r in results if not r.passed and r.reason), None)
+    if item.source_key is None:
+        row["reason"] = next((r.reason for r in results if not r.passed and r.reason), None)
+    else:  # say which comparison failed: the one with the source, or the one with the label
+        row["reason"] = "; ".join(f"{m}: {r.reason}" for m, r in named if not r.passed and r.reason) or None
     return row, scores
 
 
@@ -232,7 +270,7 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
     cfg = handle.cfg
     t0 = time.perf_counter()
     settings = settings_for(cfg, suite)
-    items = plan(suite, handle.fingerprint, settings)
+    items = plan(suite, handle.fingerprint, settings, settings_for(cfg, suite.source or suite))
     run_id = uuid.uuid4().hex
     config = {"generation": settings.as_dict(), "checks": suite.check_config(), "task": suite.task,
               "prompt": suite.spec.prompt, "adapter": cfg.adapter}
@@ -244,7 +282,8 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
                      suite_hash=suite.content_hash, suite_kind=suite.kind, stage=stage, config=config,
                      code_version=code_version(), n_examples=len(items))
         served = st.copy_cached(con, run_id, [(it.example.id, it.result_key) for it in items])
-    pending = [it for it in items if it.example.id not in served]
+    # behavioural examples last: their sources (in this suite) are answered and committed first
+    pending = sorted((it for it in items if it.example.id not in served), key=lambda it: it.source_key is not None)
     n_errors = 0
     bar = tqdm(total=len(items), initial=len(served), unit="ex", desc=f"{cfg.name} · {suite.name}",
                file=sys.stderr, disable=not show_progress, dynamic_ncols=True, smoothing=0.1)
@@ -254,9 +293,11 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
         for start in range(0, len(pending), commit_every):
             chunk = pending[start:start + commit_every]
             gens = _answer(handle.get(), suite, chunk, settings, bar.update)
+            fresh = {it.output_key: g.text for it, g in zip(chunk, gens, strict=True) if g.error is None}
+            sources = _source_outputs(store, chunk, fresh)
             rows, scores = [], []
             for it, gen in zip(chunk, gens, strict=True):
-                row, sc = score(suite, it, gen)
+                row, sc = score(suite, it, gen, sources.get(it.source_key))
                 n_errors += gen.error is not None
                 rows.append(row)
                 scores.extend(sc)
@@ -283,12 +324,14 @@ def _rescore_stored(suite: Suite, store: st.Store, run_id: str, pending: list[_I
     if not known:
         return pending
     rows, scores = [], []
+    sources = _source_outputs(store, [it for it in pending if it.output_key in known], {})
     for it in pending:
-        if it.output_key in known:
+        if it.output_key in known and (it.source_key is None or sources.get(it.source_key) is not None):
             k = known[it.output_key]
             gen = Generation(k["output"], k["latency_ms"] or 0.0, k["prompt_tokens"], k["completion_tokens"],
-                             details={x: v for x, v in k["details"].items() if x not in ("choices", "target")})
-            row, sc = score(suite, it, gen)
+                             details={x: v for x, v in k["details"].items()
+                                      if x not in ("choices", "target", "behaviour")})
+            row, sc = score(suite, it, gen, sources.get(it.source_key))
             row["cached"] = True
             rows.append(row)
             scores.extend(sc)
@@ -296,6 +339,17 @@ def _rescore_stored(suite: Suite, store: st.Store, run_id: str, pending: list[_I
     bar.update(len(rows))
     done = {r["example_id"] for r in rows}
     return [it for it in pending if it.example.id not in done]
+
+
+def _source_outputs(store: st.Store, items: list[_Item], fresh: dict[str, str | None]) -> dict[str, str | None]:
+    """Answers of the examples these behavioural items compare with: just generated, or stored."""
+    keys = {it.source_key for it in items if it.source_key is not None}
+    out = {k: fresh[k] for k in keys if k in fresh}
+    missing = [k for k in keys if k not in out]
+    if missing:
+        with store.read() as con:
+            out.update({k: v["output"] for k, v in st.cached_outputs(con, missing).items()})
+    return out
 
 
 def _commit(store: st.Store, run_id: str, rows: list[dict[str, Any]], scores: list[dict[str, Any]]) -> None:

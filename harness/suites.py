@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from harness.behaviour import check_references
 from harness.checks import CheckFn, CheckSpec, build_check, checks, code_identity, parse_check_entry
 from harness.errors import TollgateInputError
 from harness.examples import Example, load_examples
@@ -61,6 +62,7 @@ class SuiteEntry(_Strict):
     data: str = "examples.jsonl"
     generation: GenerationOverride = GenerationOverride()
     lm_eval: LmEvalEntry | None = None
+    source_suite: str | None = None  # where invariant_to / directional ids point; default: this suite
 
 
 @dataclass
@@ -75,6 +77,11 @@ class Suite:
     check_specs: list[CheckSpec]
     checks: list[CheckFn] = field(repr=False)
     examples: list[Example] = field(repr=False)
+    source: Suite | None = field(default=None, repr=False)  # set by link_sources; None: this suite
+
+    @property
+    def has_behaviour(self) -> bool:
+        return any(e.source_id is not None for e in self.examples)
 
     @cached_property
     def content_hash(self) -> str:
@@ -186,6 +193,8 @@ def load_suite(suite_dir: Path) -> Suite:
         _check_example(entry, variables, ex, data_path)
     suite = Suite(name=entry.name or suite_dir.name, kind=entry.kind, task=entry.task, path=suite_dir,
                   spec=entry, check_specs=specs, checks=fns, examples=examples)
+    if entry.source_suite in (None, suite.name):
+        check_references(examples, {e.id: e for e in examples}, data_path, suite.name)
     for ex in examples:  # a template that fails on one example fails here, not half-way through a run
         try:
             suite.render(ex)
@@ -244,3 +253,33 @@ def suite_headers(suite_dirs: list[Path]) -> dict[str, Path]:
                                      line=doc.line_of(("name",)), field="name")
         out[name] = d
     return out
+
+
+def link_sources(suites: list[Suite], dirs: dict[str, Path]) -> list[Suite]:
+    """Each suite whose behavioural examples point into another suite gets that suite (loaded if
+    not among ``suites``) as ``source``; sources come first in the returned list, so their answers
+    exist when the examples that compare with them are scored."""
+    by_name = {s.name: s for s in suites}
+    ordered: list[Suite] = []
+    for s in suites:
+        name = s.spec.source_suite
+        if name is not None and name != s.name and s.has_behaviour:
+            if name not in by_name:
+                if name not in dirs:
+                    doc = load_yaml(s.path / SUITE_FILE)
+                    raise TollgateInputError(f"names suite '{name}', which the project does not have "
+                                             f"(it has: {', '.join(sorted(dirs))}).", file=doc.path,
+                                             line=doc.line_of(("source_suite",)), field="source_suite")
+                by_name[name] = load_suite(dirs[name])
+            src = by_name[name]
+            if src.task != s.task:
+                raise TollgateInputError(f"source suite '{name}' is a {src.task} task, this one {s.task}; "
+                                         f"answers of different tasks cannot be compared.",
+                                         file=s.path / SUITE_FILE, field="source_suite")
+            check_references(s.examples, {e.id: e for e in src.examples}, s.path / s.spec.data, name)
+            s.source = src
+            if not any(o is src for o in ordered):
+                ordered.append(src)
+        if not any(o is s for o in ordered):
+            ordered.append(s)
+    return ordered
