@@ -70,6 +70,19 @@ def write_data(root: Path, data: DemoData) -> None:
         write_jsonl(d / "examples.jsonl", rows[name])
 
 
+ADVERSARIAL = ["typos", "legalese", "unicode", "injection", "date_formats", "names"]
+
+
+def write_adversarial(root: Path, sample: int, seed: int) -> int:
+    """QA's generated edge cases: held-out documents rewritten six ways, each compared with its source
+    (``tollgate suite perturb heldout --with ... --sample N --out edge-auto``)."""
+    from harness.generate import perturb_suite
+    from harness.suites import load_suite
+
+    return perturb_suite(load_suite(root / "suites" / "heldout"), ADVERSARIAL, root / "suites" / "edge-auto",
+                         seed=seed, force=True, sample=sample)
+
+
 def copy_general_suites(root: Path) -> list[str]:
     """The shipped lm-eval general suites (suites/general/) join the demo project."""
     from demo.general import ROOT, TASKS
@@ -140,7 +153,7 @@ def results_table(rows: list[Any]) -> Any:
     for col in ("model", "suite", "field accuracy", "all 5 fields right", "valid JSON", "n", "ms/example"):
         t.add_column(col, justify="left" if col in ("model", "suite") else "right", no_wrap=True)
     for model in MODELS:
-        for suite in SUITES:
+        for suite in [*SUITES, "edge-auto"]:
             fa, ok, js = (by.get((model, suite, m)) for m in ("json_fields", "pass", "json_valid"))
             lat = by.get((model, suite, "latency_ms"))
             if fa is None:
@@ -171,6 +184,30 @@ def general_table(rows: list[Any]) -> Any:
 
 def _ci(e: Any) -> str:
     return f"{e.value:.2f} [{e.low:.2f}, {e.high:.2f}]"
+
+
+def worst_tags(root: Path, model: str = "candidate", top: int = 8) -> Any:
+    """Where the candidate breaks: pass rate per tag on the edge suites, worst first, as QA reads it
+    (``tollgate failures candidate --by tag``); invariance is the share of answers a rewrite left alone."""
+    from rich.table import Table
+
+    from harness.failures import behaviour_rates, failure_report
+    from harness.store import Store
+
+    with Store(root / ".tollgate" / "tollgate.duckdb").read() as con:
+        slices, _ = failure_report(con, model, ["edge", "edge-auto"], by="tag", limit=0)
+        inv = behaviour_rates(con, model, "edge-auto")
+    worst = sorted((s for s in slices if s.key not in ("(all)", "claims") and not s.key.startswith("source:")),
+                   key=lambda s: (s.estimate.value, -s.estimate.n))[:top]
+    t = Table(title=f"The {model}'s worst tags on the edge suites (pass = all fields right; 95% CI)",
+              title_justify="left")
+    for col in ("suite", "tag", "pass rate", "n", "same answer as on the source"):
+        t.add_column(col, justify="left" if col in ("suite", "tag") else "right", no_wrap=True)
+    for s in worst:
+        e = s.estimate
+        same = inv.get(s.key.split(":", 1)[1]) if s.key.startswith("perturbation:") else None
+        t.add_row(s.suite, s.key, _ci(e), str(e.n), _ci(same) if same is not None else "")
+    return t
 
 
 # -- stage 4: the gate -----------------------------------------------------------------------------------
@@ -206,6 +243,9 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     say(f"[1/4] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
         f"validation ({len(data.validation)}), heldout ({len(data.heldout)}), edge ({len(data.edge)}) in {root}")
     write_data(root, data)
+    n_auto = write_adversarial(root, 4 if small else 30, seed)
+    say(f"      + edge-auto ({n_auto}): 'tollgate suite perturb heldout --with {','.join(ADVERSARIAL)}', "
+        f"each example compared with its source")
     copy_general_suites(root)
     write_project(root)
     spent = install_models(root, rebuild, scale, data)
@@ -214,6 +254,7 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     rows = evaluate(root, show_progress)
     Console(width=110).print(results_table(rows))
     Console(width=110).print(general_table(rows))
+    Console(width=110).print(worst_tags(root))
     say("[4/4] the gate: may the candidate replace production? And the overfit model?")
     for model, verdict in gates(root):
         say(f"  gate {model} --against production: {verdict.upper()}")

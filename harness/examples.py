@@ -122,10 +122,13 @@ def _frame(rows: list[tuple[int, dict[str, Any]]]) -> Any:
 
     records = []
     for _, obj in rows:
-        rec = dict(obj)
-        if isinstance(rec.get("id"), int) and not isinstance(rec.get("id"), bool):
-            rec["id"] = str(rec["id"])
-        records.append(rec)
+        for key in ("id", "invariant_to"):  # integer ids are ids too
+            if isinstance(obj.get(key), int) and not isinstance(obj.get(key), bool):
+                obj[key] = str(obj[key])
+        d = obj.get("directional")
+        if isinstance(d, dict) and isinstance(d.get("of"), int) and not isinstance(d.get("of"), bool):
+            d["of"] = str(d["of"])
+        records.append(dict(obj))
     df = pd.DataFrame.from_records(records)
     for col in FIELDS:
         if col not in df.columns and col == "tags":

@@ -105,3 +105,18 @@ def failure_report(con: Any, model: str, suites: list[str] | None = None, by: st
     slices.sort(key=lambda x: (x.suite, x.key != "(all)", x.estimate.value, x.key))
     failures.sort(key=lambda f: (f.error is None, f.suite, -len(f.diff), f.example_id))
     return slices, failures[:limit]
+
+
+def behaviour_rates(con: Any, model: str, suite: str) -> dict[str, Estimate]:
+    """Per perturbation: how often the model's answer held up against its answer on the source
+    (the invariance or directional comparison alone, whatever the label says)."""
+    runs = st.latest_runs(con, model=model, suites=[suite])
+    if not runs:
+        return {}
+    rows = con.execute("""
+        SELECT split_part(t, ':', 2) AS perturbation, count(*) FILTER (WHERE s.passed), count(*)
+        FROM scores s JOIN runs ru USING (run_id)
+        JOIN examples e ON e.suite_hash = ru.suite_hash AND e.example_id = s.example_id, unnest(e.tags) u(t)
+        WHERE s.run_id = ? AND s.metric IN ('invariance', 'directional') AND t LIKE 'perturbation:%'
+        GROUP BY 1 ORDER BY 1""", [runs[0]["run_id"]]).fetchall()
+    return {name: wilson(k, n) for name, k, n in rows}

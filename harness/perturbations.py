@@ -246,12 +246,12 @@ _ABBREV = {"dr", "mr", "mrs", "ms", "sgt", "st", "no", "ref", "vs", "etc", "jan"
 
 
 def sentences(text: str) -> list[str]:
-    """Split prose into sentences, not after 'Dr.' or 'Sgt.' or 'Mar.'."""
+    """Split prose into sentences, not after 'Dr.', 'Sgt.', 'Mar.' or an initial."""
     out, start = [], 0
     for m in re.finditer(r"[.!?]\s+(?=[A-Z\"'(])", text):
         word = re.search(r"(\w+)$", text[start:m.start()])
-        if word and word.group(1).lower() in _ABBREV:
-            continue
+        if word and (word.group(1).lower() in _ABBREV or (len(word.group(1)) == 1 and word.group(1).isupper())):
+            continue  # 'Dr. Patel', 'J. Smith'
         out.append(text[start:m.start() + 1])
         start = m.end()
     out.append(text[start:])
@@ -261,13 +261,17 @@ def sentences(text: str) -> list[str]:
 @register_perturbation("field_order", invariant=True)
 def field_order(text: str, rng: random.Random) -> str:
     """Reorder the sentences (a form's fields): where a fact sits must not change what it is."""
-    parts = sentences(text)
-    if len(parts) < 3:
+    parts = [p.strip() for p in sentences(text)]
+    if len(parts) < 3 or len(set(parts)) < 2:
         return text
+    if parts[-1][-1] not in ".!?":  # an unfinished last sentence must not run into the next one
+        parts[-1] += "."
     shuffled = parts[:]
-    while shuffled == parts:
+    for _ in range(10):
         rng.shuffle(shuffled)
-    return " ".join(p.strip() for p in shuffled)
+        if shuffled != parts:
+            break
+    return " ".join(shuffled)
 
 
 NON_ASCII_NAMES = ["Zoë Ångström", "José Ñúñez-Peña", "Łucja Wróblewska", "Søren Ærøskøbing", "Chloé Lefèvre-Dubois",

@@ -119,8 +119,8 @@ def score(suite: Suite, item: _Item, gen: Generation,
         "cached": False, "created_at": st.utcnow(), "score": None, "passed": None, "reason": None,
     }
     if gen.error is None and item.source_key is not None and source_output is None:
-        row["error"] = (f"source example '{ex.source_id}' has no answer from this model to compare with "
-                        f"(it errored); the next run retries it")
+        row["error"] = (f"source example '{ex.source_id}' has no stored answer from this model to compare with "
+                        f"(it errored, or its suite has not run); the next run retries it")
     if row["error"] is not None:
         return row, []
     sample = Sample(output=gen.text or "", expected=ex.expected, input=ex.input, example_id=ex.id, details=details)
@@ -239,6 +239,10 @@ def run_suites(project: Project, model_name: str, suites: list[Suite], store: st
     if commit_every < 1:
         raise TollgateInputError(f"must be at least 1, got {commit_every}.", field="--commit-every")
     cfg = project.model(model_name)
+    if any(s.spec.source_suite not in (None, s.name) and s.has_behaviour for s in suites):  # sources first
+        from harness.suites import link_sources, suite_headers
+
+        suites = link_sources(suites, suite_headers(project.suite_dirs))
     handle = ModelHandle(cfg)
     for suite in suites:
         check_capability(handle, suite)
@@ -298,7 +302,7 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
             rows, scores = [], []
             for it, gen in zip(chunk, gens, strict=True):
                 row, sc = score(suite, it, gen, sources.get(it.source_key))
-                n_errors += gen.error is not None
+                n_errors += row["error"] is not None
                 rows.append(row)
                 scores.extend(sc)
             _commit(store, run_id, rows, scores)

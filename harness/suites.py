@@ -257,29 +257,37 @@ def suite_headers(suite_dirs: list[Path]) -> dict[str, Path]:
 
 def link_sources(suites: list[Suite], dirs: dict[str, Path]) -> list[Suite]:
     """Each suite whose behavioural examples point into another suite gets that suite (loaded if
-    not among ``suites``) as ``source``; sources come first in the returned list, so their answers
-    exist when the examples that compare with them are scored."""
+    not among ``suites``, and so on down a chain) as ``source``; sources come first in the returned
+    list, so their answers exist when the examples that compare with them are scored."""
     by_name = {s.name: s for s in suites}
     ordered: list[Suite] = []
-    for s in suites:
+
+    def fail(s: Suite, msg: str) -> TollgateInputError:
+        doc = load_yaml(s.path / SUITE_FILE)
+        return TollgateInputError(msg, file=doc.path, line=doc.line_of(("source_suite",)), field="source_suite")
+
+    def visit(s: Suite, chain: tuple[str, ...]) -> None:
+        if any(o is s for o in ordered):
+            return
         name = s.spec.source_suite
-        if name is not None and name != s.name and s.has_behaviour:
-            if name not in by_name:
-                if name not in dirs:
-                    doc = load_yaml(s.path / SUITE_FILE)
-                    raise TollgateInputError(f"names suite '{name}', which the project does not have "
-                                             f"(it has: {', '.join(sorted(dirs))}).", file=doc.path,
-                                             line=doc.line_of(("source_suite",)), field="source_suite")
-                by_name[name] = load_suite(dirs[name])
-            src = by_name[name]
-            if src.task != s.task:
-                raise TollgateInputError(f"source suite '{name}' is a {src.task} task, this one {s.task}; "
-                                         f"answers of different tasks cannot be compared.",
-                                         file=s.path / SUITE_FILE, field="source_suite")
-            check_references(s.examples, {e.id: e for e in src.examples}, s.path / s.spec.data, name)
-            s.source = src
-            if not any(o is src for o in ordered):
-                ordered.append(src)
-        if not any(o is s for o in ordered):
-            ordered.append(s)
+        if name is not None and name != s.name:
+            if name in chain:
+                raise fail(s, f"source suites loop: {' -> '.join((*chain, s.name, name))}.")
+            if name not in by_name and name not in dirs and s.source is None:
+                raise fail(s, f"names suite '{name}', which the project does not have "
+                              f"(it has: {', '.join(sorted(dirs))}).")
+            if s.has_behaviour:
+                if name not in by_name:
+                    by_name[name] = s.source if s.source is not None else load_suite(dirs[name])
+                src = by_name[name]
+                if src.task != s.task:
+                    raise fail(s, f"source suite '{name}' is a {src.task} task, this one {s.task}; answers of "
+                                  f"different tasks cannot be compared.")
+                check_references(s.examples, {e.id: e for e in src.examples}, s.path / s.spec.data, name)
+                s.source = src
+                visit(src, (*chain, s.name))
+        ordered.append(s)
+
+    for s in suites:
+        visit(s, ())
     return ordered

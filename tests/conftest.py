@@ -71,6 +71,17 @@ ECHO_MODEL = """\
 """
 
 
+@pytest.fixture(scope="session")
+def full_demo(tmp_path_factory):
+    """The README's demo on the shipped weights, run once per session: (CLI result, results by
+    (model, suite, metric), project folder). Tests that change the project work on a copy."""
+    d = tmp_path_factory.mktemp("demo") / "tollgate-demo"
+    res = run_cli("demo", "--dir", str(d), "--no-progress", cwd=d.parent, timeout=900)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = json.loads(run_cli("results", "--format", "json", cwd=d).stdout)
+    return res, {(r["model"], r["suite"], r["metric"]): r for r in rows}, d
+
+
 @pytest.fixture
 def echo_project(tmp_path) -> Path:
     """A project with a python 'echo' model (answers the last word of the prompt) and one suite."""

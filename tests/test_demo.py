@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import pytest
 from conftest import run_cli
 
 from demo.data import FIELDS, generate
@@ -96,40 +95,29 @@ def test_scaled_down_demo_trains_and_evaluates_end_to_end(tmp_path):
     assert all(r["errors"] == 0 for r in rows)
 
 
-@pytest.fixture(scope="module")
-def full_demo(tmp_path_factory):
-    """The README's demo on the shipped weights: every number below is measured by running the models."""
-    d = tmp_path_factory.mktemp("demo") / "tollgate-demo"
-    res = run_cli("demo", "--dir", str(d), "--no-progress", cwd=d.parent, timeout=900)
-    assert res.returncode == 0, res.stderr[-2000:]
-    rows = json.loads(run_cli("results", "--format", "json", cwd=d).stdout)
-    return res, {(r["model"], r["suite"], r["metric"]): r for r in rows}
-
-
 def test_candidate_beats_production_on_heldout_field_accuracy(full_demo):
-    _, by = full_demo
+    _, by, _ = full_demo
     cand, prod = by["candidate", "heldout", "json_fields"], by["production", "heldout", "json_fields"]
     assert cand["value"] > prod["value"]
     assert cand["ci_low"] > prod["ci_high"], "the difference should be clear, not noise"
 
 
 def test_overfit_model_shows_a_clear_train_heldout_gap(full_demo):
-    _, by = full_demo
+    _, by, _ = full_demo
     train, held = by["overfit", "train_sample", "json_fields"], by["overfit", "heldout", "json_fields"]
     assert train["ci_low"] > held["ci_high"]
     assert by["base", "heldout", "json_valid"]["value"] < 0.5, "the base model never learned the task"
 
 
 def test_the_demo_gate_passes_the_candidate_and_fails_the_overfit_model(full_demo):
-    res, _ = full_demo
+    res, _, _ = full_demo
     assert "gate candidate --against production: PASS" in res.stderr
     assert "gate overfit --against production: FAIL" in res.stderr
     assert "no overfitting: gap" in res.stdout and "no overfitting: memorisation" in res.stdout
 
 
-def test_the_demo_decisions_recompute_from_their_records(full_demo, tmp_path_factory):
-    assert full_demo  # the fixture runs the demo once for the module
-    root = next(p for p in tmp_path_factory.getbasetemp().rglob("tollgate-demo") if (p / "tollgate.yaml").exists())
+def test_the_demo_decisions_recompute_from_their_records(full_demo):
+    root = full_demo[2]
     decisions = json.loads(run_cli("decisions", "--format", "json", cwd=root).stdout)
     assert {d["candidate"] for d in decisions} == {"candidate", "overfit"}
     for d in decisions:
@@ -145,7 +133,7 @@ def test_shipped_general_suites_are_what_the_generator_writes(tmp_path):
 
 
 def test_the_demo_shows_general_benchmarks_before_and_after(full_demo):
-    res, by = full_demo
+    res, by, _ = full_demo
     assert "General benchmarks through lm-eval" in res.stdout
     for model in MODELS:
         assert by[model, "policy_reading", "acc"]["n"] == 120
