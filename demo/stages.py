@@ -37,6 +37,12 @@ gate:
     - {kind: edge, metric: json_fields, non_inferior: 0.05}
     - {suite: heldout, max_error_rate: 0.01}
     - no_overfitting: [gap, contamination, memorisation]
+# The staged rollout: shadow (reviewers' corrections decide), then beta steps judged on users' thumbs.
+rollout:
+  suite: heldout                  # renders logged documents with its prompt; its checks score corrections
+  beta_steps: [0.25, 0.5]
+  shadow: {min_pairs: 300, min_corrections: 50, non_inferior: 0.02}
+  beta: {min_feedback: 50, non_inferior: 0.03}
 """
 SUITES = {  # name -> (kind, description)
     "train_sample": ("train_sample", "200 documents drawn from the training data"),
@@ -228,6 +234,79 @@ def gates(root: Path) -> list[tuple[str, str]]:
     return verdicts
 
 
+# -- stage 5: real traffic, the staged rollout, monitoring ------------------------------------------------
+def tollgate(root: Path, *args: str) -> int:
+    """A command exactly as a user would type it in the demo project (printed, then run)."""
+    import os
+
+    from harness.cli import main
+
+    say(f"  $ tollgate {' '.join(args)}")
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        return main(list(args))
+    finally:
+        os.chdir(here)
+
+
+def rollout_stage(root: Path, seed: int, show_progress: bool = True, scale: int = 1) -> dict[str, int]:
+    """Three weeks of simulated production: shadow, two beta steps, promotion, then monitoring;
+    the overfit model's rollout is refused at its first gate. Returns each command's exit code."""
+    import random
+
+    from demo.traffic import serve_days, write_logs
+    from harness.project import load_project
+    from harness.store import Store
+
+    project = load_project(root / "tollgate.yaml")
+    store = Store(project.store_path)
+    with store.read() as con:
+        if con.execute("SELECT count(*) FROM stage_events").fetchall()[0][0]:
+            say("  the rollout already ran in this project (stage events are append-only); see below")
+            tollgate(root, "rollout", "history")
+            return {}
+    rng = random.Random(seed * 1000 + 5)
+    handles: dict[str, Any] = {}
+    codes: dict[str, int] = {}
+    quiet = [] if show_progress else ["--no-progress"]
+
+    def period(name: str, days: range, per_day: int, **kw: Any) -> None:
+        traffic, feedback = serve_days(project, store, rng, days, per_day // scale, 400, name, handles, **kw)
+        write_logs(root / "logs" / f"{name}-traffic.jsonl", traffic)
+        write_logs(root / "logs" / f"{name}-feedback.jsonl", feedback)
+        tollgate(root, "traffic", "ingest", f"logs/{name}-traffic.jsonl")
+        tollgate(root, "feedback", "ingest", f"logs/{name}-feedback.jsonl")
+
+    say("  days 1-6: production serves; reviewers label a quarter of the requests")
+    period("week1", range(0, 6), 70, review_share=0.25)
+    codes["advance candidate -> shadow"] = tollgate(root, "rollout", "advance", "candidate", "--actor", "ana",
+                                                    "--reason", "offline gate passed")
+    tollgate(root, "shadow", "replay", "candidate", *quiet)
+    codes["shadow report"] = tollgate(root, "shadow", "report", "candidate", "--actor", "ana")
+    codes["advance candidate -> beta 25%"] = tollgate(root, "rollout", "advance", "candidate", "--actor", "ana",
+                                                      "--reason", "shadow gate passed")
+    say("  days 7-10: a quarter of the users (sticky) are served by the candidate")
+    period("beta25", range(6, 10), 120)
+    codes["advance candidate -> beta 50%"] = tollgate(root, "rollout", "advance", "candidate", "--actor", "ana",
+                                                      "--reason", "beta 25% gate passed")
+    say("  days 11-13: half of the users")
+    period("beta50", range(10, 13), 150)
+    codes["beta report"] = tollgate(root, "beta", "report", "candidate", "--actor", "ana")
+    codes["advance candidate -> production"] = tollgate(root, "rollout", "advance", "candidate", "--actor", "ana",
+                                                        "--reason", "beta gate passed at 50%")
+    codes["advance overfit -> shadow"] = tollgate(root, "rollout", "advance", "overfit", "--actor", "ana",
+                                                  "--reason", "try the overfit fine-tune")
+    say("  days 14-19: the candidate serves everyone; from day 17 solicitors' letters arrive")
+    period("after", range(13, 19), 80, legal_share={16: 0.5, 17: 0.7, 18: 0.9})
+    codes["monitor"] = tollgate(root, "monitor")
+    tollgate(root, "rollout", "history")
+    tollgate(root, "rollout", "status")
+    for h in handles.values():
+        h.close()
+    return codes
+
+
 def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_progress: bool = True,
              seed: int = 7, small: bool = False) -> list[Any]:
     """All stages; returns the stored result rows (the printed table is made from them)."""
@@ -240,7 +319,7 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
         shutil.rmtree(root / ".tollgate", ignore_errors=True)
     sizes = dict(n_train=200, n_validation=16, n_heldout=16, n_train_sample=16, edge_per_kind=1) if small else {}
     data = generate(seed=seed, **sizes)
-    say(f"[1/4] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
+    say(f"[1/5] data: {len(data.train)} training documents, suites train_sample ({len(data.train_sample)}), "
         f"validation ({len(data.validation)}), heldout ({len(data.heldout)}), edge ({len(data.edge)}) in {root}")
     write_data(root, data)
     n_auto = write_adversarial(root, 4 if small else 30, seed)
@@ -249,14 +328,18 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     copy_general_suites(root)
     write_project(root)
     spent = install_models(root, rebuild, scale, data)
-    say(f"[2/4] models: base, production, candidate, overfit ready in {spent:.0f} s")
-    say("[3/4] evaluating every model on every suite (cached results are reused)")
+    say(f"[2/5] models: base, production, candidate, overfit ready in {spent:.0f} s")
+    say("[3/5] evaluating every model on every suite (cached results are reused)")
     rows = evaluate(root, show_progress)
     Console(width=110).print(results_table(rows))
     Console(width=110).print(general_table(rows))
     Console(width=110).print(worst_tags(root))
-    say("[4/4] the gate: may the candidate replace production? And the overfit model?")
+    say("[4/5] the gate: may the candidate replace production? And the overfit model?")
     for model, verdict in gates(root):
         say(f"  gate {model} --against production: {verdict.upper()}")
+    say("[5/5] real traffic: shadow, beta, promotion and monitoring (three simulated weeks)")
+    codes = rollout_stage(root, seed, show_progress, scale=4 if small else 1)
+    for step, code in codes.items():
+        say(f"  {step}: exit {code}")
     say(f"demo finished in {time.perf_counter() - t0:.0f} s; explore with: cd {directory} && tollgate results")
     return rows

@@ -78,3 +78,50 @@ class GatePolicy(_Strict):
 
     def digest(self) -> str:
         return hash_obj(self.model_dump())
+
+
+class ShadowGate(_Strict):
+    """What shadow traffic must show before beta users see the candidate (pairs on the same requests).
+
+    Agreement with production is informative but is no gate by default: a better candidate
+    disagrees with a worse production model. The gate is accuracy against reviewers' corrections
+    (gold answers on a sample of traffic), paired and non-inferior, plus errors and latency.
+    """
+
+    min_pairs: int = Field(200, ge=1, description="paired requests before any verdict")
+    min_corrections: int = Field(30, ge=0, description="requests with a correction before accuracy is judged; "
+                                                       "0 judges without corrections")
+    non_inferior: float = Field(0.02, ge=0, le=1, description="largest tolerated drop in accuracy against "
+                                                              "corrections, candidate vs production")
+    min_agreement: float | None = Field(None, ge=0, le=1, description="optional: Wilson lower bound of the share "
+                                                                      "of requests answered as production did")
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_latency_ratio: float | None = Field(2.0, gt=0, description="candidate / production median latency")
+
+
+class BetaGate(_Strict):
+    """What beta users' feedback must show, step by step, judged with anytime-valid intervals."""
+
+    min_feedback: int = Field(100, ge=1, description="rated requests per arm before any verdict")
+    non_inferior: float = Field(0.03, ge=0, le=1, description="largest tolerated drop in the thumbs-up rate")
+    alpha: float = Field(0.05, gt=0, lt=0.5)
+
+
+class RolloutPolicy(_Strict):
+    """``rollout:`` in tollgate.yaml: the stages a candidate walks through, and each stage's gate."""
+
+    beta_steps: list[float] = Field([0.05, 0.25], min_length=1, description="shares of users served by the "
+                                                                             "candidate, in order")
+    shadow_share: float = Field(1.0, gt=0, le=1, description="share of production requests mirrored")
+    salt: str = Field("tollgate", min_length=1, description="keeps beta assignment sticky and private")
+    suite: str | None = Field(None, description="the suite whose prompt renders traffic logged as fields and "
+                                                "whose checks score answers against users' corrections")
+    shadow: ShadowGate = ShadowGate()
+    beta: BetaGate = BetaGate()
+
+    @model_validator(mode="after")
+    def _increasing(self) -> RolloutPolicy:
+        steps = self.beta_steps
+        if any(not 0 < s < 1 for s in steps) or steps != sorted(set(steps)):
+            raise ValueError("beta_steps must be increasing shares between 0 and 1, e.g. [0.05, 0.25]")
+        return self

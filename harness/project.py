@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.adapters import adapters
 from harness.adapters.base import GenerationSettings, ModelConfig
 from harness.errors import TollgateInputError
-from harness.policy import GatePolicy
+from harness.policy import GatePolicy, RolloutPolicy
 from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
 
 PROJECT_FILE = "tollgate.yaml"
@@ -56,6 +56,7 @@ class ProjectEntry(_Strict):
     suites: list[str] = ["suites/*"]
     plugins: list[str] = []
     gate: GatePolicy = GatePolicy()
+    rollout: RolloutPolicy = RolloutPolicy()
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Project:
     suite_dirs: list[Path]
     doc: YamlDoc = field(repr=False)
     gate: GatePolicy = field(default_factory=GatePolicy)
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -146,7 +148,7 @@ def load_project(path: Path) -> Project:
         suite_dirs.extend(d.resolve() for d in dirs if d.resolve() not in suite_dirs)
 
     return Project(path=path, root=root, store_path=(root / entry.store).resolve(), models=models,
-                   training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate)
+                   training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate, rollout=entry.rollout)
 
 
 def check_model_paths(project: Project, only: str | None = None) -> None:

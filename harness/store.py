@@ -72,6 +72,25 @@ MIGRATIONS: list[str] = [
         suite_hashes JSON NOT NULL, verdict VARCHAR NOT NULL, evidence JSON NOT NULL, seed BIGINT NOT NULL,
         code_version VARCHAR, actor VARCHAR NOT NULL, created_at TIMESTAMP NOT NULL);
     """,
+    # v4: real traffic (one row per model answer: the production answer a user saw, the candidate's
+    # shadow copy of the same request, or a beta user's candidate answer), feedback, and the
+    # append-only stage events of the rollout
+    """
+    CREATE TABLE traffic (
+        request_id VARCHAR NOT NULL, model VARCHAR NOT NULL, arm VARCHAR NOT NULL, ts TIMESTAMP NOT NULL,
+        user_id VARCHAR, input JSON NOT NULL, output VARCHAR, latency_ms DOUBLE, prompt_tokens INTEGER,
+        completion_tokens INTEGER, error VARCHAR, source VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (request_id, model));
+    CREATE INDEX traffic_arm_ts ON traffic (arm, ts);
+    CREATE TABLE feedback (
+        feedback_id VARCHAR PRIMARY KEY, request_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, value VARCHAR,
+        ts TIMESTAMP NOT NULL, user_id VARCHAR, source VARCHAR NOT NULL, ingested_at TIMESTAMP NOT NULL);
+    CREATE INDEX feedback_request ON feedback (request_id);
+    CREATE TABLE stage_events (
+        event_id VARCHAR PRIMARY KEY, model VARCHAR NOT NULL, from_stage VARCHAR NOT NULL,
+        to_stage VARCHAR NOT NULL, share DOUBLE, actor VARCHAR NOT NULL, reason VARCHAR NOT NULL,
+        decision_id VARCHAR, forced BOOLEAN NOT NULL, ts TIMESTAMP NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
