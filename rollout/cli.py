@@ -199,6 +199,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     project, store = _ctx(args)
     move = rollback(project, store, actor=_actor(args), reason=args.reason, model=args.model)
     _print_move(move)
+    if move.to.name == "retired":
+        from rollout.promote import current
+
+        print(f"production is served by '{current(project, store).production}' again, from the next request on.")
     return EXIT_OK
 
 

@@ -261,9 +261,9 @@ def _feedback_rows(df: Any, source: str, now: Any, first_row: int) -> tuple[Any,
     out = pd.DataFrame({c: df[c] if c in df.columns else None for c in FEEDBACK_COLUMNS})
     values, problems = [], []
     for i, (kind, value) in enumerate(zip(out["kind"], out["value"], strict=True)):
-        v = feedback_value(kind, value)
+        v = feedback_value(kind, value) if kind in FEEDBACK_KINDS else None
         values.append(v)
-        if v is None:
+        if v is None and kind in FEEDBACK_KINDS:
             hint = {"thumb": "up or down (1/0, true/false)", "rating": "a whole number 1 to 5",
                     "comment": "non-empty text", "correction": "the right answer (a JSON object or text)"}[kind]
             problems.append(Problem(first_row + int(df.index[i]), "value", f"a {kind} must be {hint}; got {value!r}"))
@@ -292,12 +292,13 @@ def ingest(path: Path, store: st.Store, *, kind: str, models: set[str] | None = 
             found = _problems(_traffic_schema(models or set()), df, first)
         else:
             found = _problems(_feedback_schema(), df, first)
-            if not found:
-                found = _feedback_rows(df, source, now, first)[1]
+            if not any(p.problem.startswith(("unknown column", "required column")) for p in found):
+                found += _feedback_rows(df, source, now, first)[1]
         problems += found
         bad_rows |= {p.row for p in found}
     if n == 0:
         raise TollgateInputError("holds no rows.", file=path)
+    problems.sort(key=lambda p: (p.row, p.column))
     structural = [p for p in problems if p.problem.startswith(("unknown column", "required column"))]
     if problems and (not skip_invalid or structural):
         shown = "; ".join(map(str, (structural or problems)[:max_problems]))

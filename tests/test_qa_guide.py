@@ -4,34 +4,14 @@ run, in order, on a copy of the demo project, with the exit code the guide state
 from __future__ import annotations
 
 import json
-import os
-import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from guides import run_guide, steps
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "qa-guide.md"
-FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```\s*$", re.S | re.M)
-
-
-def steps(text: str) -> list[tuple[str, str, str]]:
-    """("file", path, content) and ("run", command, expected exit code) in the guide's order."""
-    out = []
-    for info, body in FENCE.findall(text):
-        lang, _, rest = info.partition(" ")
-        target = re.search(r"file=(\S+)", rest)
-        if target:
-            out.append(("file", target.group(1), body))
-        elif lang == "console":
-            for line in body.splitlines():
-                if line.startswith("$ "):
-                    cmd, _, comment = line[2:].partition("#")
-                    code = re.search(r"exit (\d+)", comment)
-                    out.append(("run", cmd.strip(), code.group(1) if code else "0"))
-    return out
 
 
 def test_the_guide_has_steps_and_a_setup_block():
@@ -43,24 +23,7 @@ def test_the_guide_has_steps_and_a_setup_block():
 @pytest.fixture
 def guide_run(full_demo, tmp_path):
     work = tmp_path / "tollgate-demo"
-    shutil.copytree(full_demo[2], work, ignore=shutil.ignore_patterns("*.wal"))
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "COLUMNS": "160"}
-    log = []
-    for kind, what, extra in steps(GUIDE.read_text(encoding="utf-8")):
-        if kind == "file":
-            path = work / what
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(extra, encoding="utf-8")
-            continue
-        p = subprocess.run(["bash", "-c", what], cwd=work, env=env, capture_output=True, text=True, timeout=600,
-                           stdin=subprocess.DEVNULL)
-        log.append((what, p))
-        assert p.returncode == int(extra), f"guide command {what!r} exited {p.returncode}, the guide says " \
-                                           f"{extra}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
-        if extra == "2":
-            assert "line" in p.stderr and "error" in p.stderr.lower(), p.stderr
-    return work, log
+    return work, run_guide(GUIDE, full_demo[2], work)
 
 
 def test_every_command_in_the_guide_runs_as_it_says(guide_run):
