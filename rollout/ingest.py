@@ -1,7 +1,8 @@
 """Ingesting production traffic and user feedback: JSONL, CSV or Parquet, streamed in chunks.
 
 A file is validated whole before anything is stored (pandera, lazily, so every bad row is
-reported with its row number, column and problem), then inserted in one transaction. Re-ingesting
+reported with its row number, column and problem), then inserted a chunk per transaction: a
+killed ingest leaves whole chunks, and running it again completes it. Re-ingesting
 the same file adds nothing: traffic is keyed by (request id, model), feedback by a hash of its
 content. Memory stays bounded by the chunk size, whatever the file's length.
 """
@@ -311,13 +312,15 @@ def ingest(path: Path, store: st.Store, *, kind: str, models: set[str] | None = 
     if bad_rows:
         rejected_file = str(rejected_path or path.with_name(path.stem + ".rejected.jsonl"))
         _write_rejected(path, bad_rows, problems, Path(rejected_file))
-    with store.write() as con:  # pass 2: one transaction for the whole file
-        before = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]
-        for first, df in _chunks(path):
-            keep = [first + int(i) not in bad_rows for i in df.index]
-            df = df[keep]
-            if df.empty:
-                continue
+    # pass 2: one transaction per chunk keeps memory bounded; a killed ingest leaves whole chunks
+    # and the same command resumes (rows already stored are skipped by key)
+    for first, df in _chunks(path):
+        keep = [first + int(i) not in bad_rows for i in df.index]
+        df = df[keep]
+        if df.empty:
+            continue
+        with store.write() as con:
+            before = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]
             if kind == "traffic":
                 rows = _traffic_rows(df, source, now)
                 con.register("_in", rows)
@@ -332,7 +335,7 @@ def ingest(path: Path, store: st.Store, *, kind: str, models: set[str] | None = 
                             "ingested_at) SELECT feedback_id, request_id, kind, value, ts, user_id, source, "
                             "ingested_at FROM _in ON CONFLICT DO NOTHING")
             con.unregister("_in")
-        stored = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0] - before
+            stored += con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0] - before
     valid = n - len(bad_rows)
     return IngestReport(str(path), n, stored, valid - stored, len(bad_rows), rejected_file)
 

@@ -21,10 +21,10 @@ def traffic_row(request_id: str, model: str, arm: str, input: Any, output: str |
                 latency_ms: float | None = None, prompt_tokens: int | None = None,
                 completion_tokens: int | None = None, error: str | None = None, source: str = "router",
                 ts: Any = None) -> dict[str, Any]:
+    """One answer as a traffic row; ``input`` is the request as the model got it: text, or template fields."""
     now = st.utcnow()
     return {"request_id": request_id, "model": model, "arm": arm, "ts": ts or now, "user_id": user_id,
-            "input": input if isinstance(input, str) and input.lstrip().startswith("{") else
-            json.dumps(input, ensure_ascii=False),
+            "input": json.dumps(input, ensure_ascii=False),
             "output": output, "latency_ms": latency_ms, "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens, "error": error, "source": source, "ingested_at": now}
 

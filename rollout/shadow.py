@@ -81,7 +81,7 @@ def replay(project: Any, store: st.Store, model: str, *, limit: int | None = Non
         for start in range(0, len(todo), batch):
             chunk = todo[start:start + batch]
             gens = handle.get().generate(prompts[start:start + batch], settings)
-            rows = [traffic_row(rid, model, "shadow", raw, g.text, user_id=user, latency_ms=g.latency_ms,
+            rows = [traffic_row(rid, model, "shadow", json.loads(raw), g.text, user_id=user, latency_ms=g.latency_ms,
                                 prompt_tokens=g.prompt_tokens, completion_tokens=g.completion_tokens,
                                 error=g.error, source="replay")
                     for (rid, raw, user), g in zip(chunk, gens, strict=True)]

@@ -114,7 +114,7 @@ def beta_bucket(user_id: str, salt: str) -> float:
     import hashlib
 
     digest = hashlib.sha256(f"{salt}:{user_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
+    return int.from_bytes(digest, "big") / 2**256
 
 
 def serves(a: Assignment, user_id: str | None, salt: str) -> tuple[str | None, str]:
