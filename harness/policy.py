@@ -125,3 +125,14 @@ class RolloutPolicy(_Strict):
         if any(not 0 < s < 1 for s in steps) or steps != sorted(set(steps)):
             raise ValueError("beta_steps must be increasing shares between 0 and 1, e.g. [0.05, 0.25]")
         return self
+
+
+class DashboardSettings(_Strict):
+    """``dashboard:`` in tollgate.yaml: who may change state from the dashboard.
+
+    Tokens are never stored, only their salted PBKDF2 hashes (``tollgate dashboard hash-token``
+    prints one); ``TOLLGATE_RELEASE_MANAGERS`` (``name=hash,name=hash``) adds users from the
+    environment, so a deployment can keep them out of the repository.
+    """
+
+    release_managers: dict[str, str] = Field({}, description="user name -> 'pbkdf2_sha256$iterations$salt$hash'")

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from harness.adapters import adapters
 from harness.adapters.base import GenerationSettings, ModelConfig
 from harness.errors import TollgateInputError
-from harness.policy import GatePolicy, RolloutPolicy
+from harness.policy import DashboardSettings, GatePolicy, RolloutPolicy
 from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
 
 PROJECT_FILE = "tollgate.yaml"
@@ -57,6 +57,7 @@ class ProjectEntry(_Strict):
     plugins: list[str] = []
     gate: GatePolicy = GatePolicy()
     rollout: RolloutPolicy = RolloutPolicy()
+    dashboard: DashboardSettings = DashboardSettings()
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Project:
     doc: YamlDoc = field(repr=False)
     gate: GatePolicy = field(default_factory=GatePolicy)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    dashboard: DashboardSettings = field(default_factory=DashboardSettings)
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -148,7 +150,8 @@ def load_project(path: Path) -> Project:
         suite_dirs.extend(d.resolve() for d in dirs if d.resolve() not in suite_dirs)
 
     return Project(path=path, root=root, store_path=(root / entry.store).resolve(), models=models,
-                   training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate, rollout=entry.rollout)
+                   training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate, rollout=entry.rollout,
+                   dashboard=entry.dashboard)
 
 
 def check_model_paths(project: Project, only: str | None = None) -> None:
