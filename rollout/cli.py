@@ -30,6 +30,23 @@ def _actor(args: argparse.Namespace) -> str:
     return getattr(args, "actor", None) or getpass.getuser()
 
 
+def _release_manager(project: Any, args: argparse.Namespace) -> str:
+    """The actor of a stage change: --actor or the OS user, who must be a release manager when the
+    project names any (``dashboard.release_managers`` or ``TOLLGATE_RELEASE_MANAGERS``)."""
+    import os
+
+    from harness.errors import TollgateInputError
+
+    actor = _actor(args)
+    allowed = set(project.dashboard.release_managers)
+    env = os.environ.get("TOLLGATE_RELEASE_MANAGERS", "")
+    allowed |= {part.split("=", 1)[0].strip() for part in env.split(",") if part.strip()}
+    if allowed and actor not in allowed:
+        raise TollgateInputError(f"'{actor}' is not a release manager of this project (they are: "
+                                 f"{', '.join(sorted(allowed))}); stage changes are theirs to make.", field="--actor")
+    return actor
+
+
 def _console() -> Any:
     from rich.console import Console
 
@@ -167,7 +184,8 @@ def cmd_advance(args: argparse.Namespace) -> int:
 
     project, store = _ctx(args)
     try:
-        move = advance(project, store, args.model, actor=_actor(args), reason=args.reason, force=args.force)
+        move = advance(project, store, args.model, actor=_release_manager(project, args), reason=args.reason,
+                       force=args.force)
     except MoveRefusedError as exc:
         print(f"refused: the gate of this stage says {exc.verdict.upper()} (decision "
               f"{(exc.decision_id or '')[:12]}; 'tollgate decisions --id ID' shows all of it):", file=sys.stderr)
@@ -197,7 +215,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from rollout.promote import rollback
 
     project, store = _ctx(args)
-    move = rollback(project, store, actor=_actor(args), reason=args.reason, model=args.model)
+    move = rollback(project, store, actor=_release_manager(project, args), reason=args.reason, model=args.model)
     _print_move(move)
     if move.to.name == "retired":
         from rollout.promote import current
@@ -229,10 +247,19 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from harness.errors import TollgateInputError
     from rollout.router import serve
 
     project, _ = _ctx(args)
-    serve(project, host=args.host, port=args.port, queue_size=args.queue)
+    key = None
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            raise TollgateInputError(f"environment variable {args.api_key_env} is empty or unset.",
+                                     field="--api-key-env")
+    serve(project, host=args.host, port=args.port, queue_size=args.queue, api_key=key)
     return EXIT_OK
 
 
@@ -306,6 +333,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--queue", type=int, default=10_000, help="log queue size (shadow copies dropped when full)")
+    p.add_argument("--api-key-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on /v1/* and /feedback")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("monitor", help="production quality over time, input drift, retrain recommendation")

@@ -296,7 +296,8 @@ def _chat_prompt(body: dict[str, Any]) -> str:
 
 
 def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch_size: int = 256,
-               flush_s: float = 0.2, refresh_s: float = 0.5, shadow_queue_size: int | None = None) -> Any:
+               flush_s: float = 0.2, refresh_s: float = 0.5, shadow_queue_size: int | None = None,
+               api_key: str | None = None) -> Any:
     """The router as a Starlette app; its lifespan starts the threads and, on shutdown, drains them.
 
     Args:
@@ -306,6 +307,8 @@ def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch
         flush_s: the longest a logged row waits for its batch to fill.
         refresh_s: how often the stage assignment is re-read from the store.
         shadow_queue_size: shadow copies waiting for the shadow model (default: ``queue_size``).
+        api_key: when set, ``/v1/*`` and ``/feedback`` need ``Authorization: Bearer <api_key>``;
+            health, readiness, metrics and verdicts stay open to the platform.
     """
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -350,6 +353,21 @@ def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch
                       "created": int(time.time()), "model": served.model, "choices": [choice],
                       "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}},
                      headers=headers)
+
+    def guarded(handler: Any) -> Any:
+        if not api_key:
+            return handler
+
+        async def check(request: Any) -> Any:
+            import hmac
+
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_key}".encode()):
+                return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'.",
+                              kind="authentication_error")
+            return await handler(request)
+
+        return check
 
     async def completions(request: Any) -> Any:
         return await serve_prompt(request, chat=False)
@@ -417,9 +435,9 @@ def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch
         await run_in_threadpool(router.close)
 
     app = Starlette(routes=[
-        Route("/v1/completions", completions, methods=["POST"]),
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/feedback", feedback, methods=["POST"]),
+        Route("/v1/completions", guarded(completions), methods=["POST"]),
+        Route("/v1/chat/completions", guarded(chat_completions), methods=["POST"]),
+        Route("/feedback", guarded(feedback), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/verdict/{model}", verdict, methods=["GET"]),
@@ -429,7 +447,8 @@ def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch
     return app
 
 
-def serve(project: Any, host: str = "127.0.0.1", port: int = 8080, queue_size: int = 10_000) -> None:
+def serve(project: Any, host: str = "127.0.0.1", port: int = 8080, queue_size: int = 10_000,
+          api_key: str | None = None) -> None:
     """Run the router until SIGINT/SIGTERM, then drain and flush. Port 0 picks a free port; the line
     ``serving on http://HOST:PORT`` is printed (and flushed) once requests are accepted."""
     import signal
@@ -443,7 +462,7 @@ def serve(project: Any, host: str = "127.0.0.1", port: int = 8080, queue_size: i
         store.migrate()
     with store.read():
         pass
-    app = create_app(project, store, queue_size=queue_size)
+    app = create_app(project, store, queue_size=queue_size, api_key=api_key)
     # IPPROTO_TCP named, or asyncio leaves Nagle on for accepted connections (40 ms per answer)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
