@@ -338,7 +338,7 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     for model, verdict in gates(root):
         say(f"  gate {model} --against production: {verdict.upper()}")
     say("[5/5] real traffic: shadow, beta, promotion and monitoring (three simulated weeks)")
-    codes = rollout_stage(root, seed, show_progress, scale=4 if small else 1)
+    codes = rollout_stage(root, seed, show_progress, scale=10 if small else 1)
     for step, code in codes.items():
         say(f"  {step}: exit {code}")
     say(f"demo finished in {time.perf_counter() - t0:.0f} s; explore with: cd {directory} && tollgate results")

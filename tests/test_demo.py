@@ -7,11 +7,15 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 
 from demo.data import FIELDS, generate
 from demo.stages import MODELS, SUITES, WEIGHTS, write_data, write_project
 from demo.train import Recipe
+
+# the session's full demo (tests/conftest.py: full_demo) runs inside the first test that asks for it
+pytestmark = pytest.mark.timeout(1800)
 
 
 def _digest(root: Path) -> dict[str, str]:
@@ -86,7 +90,7 @@ def test_shipped_weights_were_built_by_the_current_recipe():
 
 def test_scaled_down_demo_trains_and_evaluates_end_to_end(tmp_path):
     res = run_cli("demo", "--dir", str(tmp_path / "d"), "--rebuild", "--scale", "0.02", "--small", "--no-progress",
-                  cwd=tmp_path, timeout=240)
+                  cwd=tmp_path, timeout=480)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "field accuracy" in res.stdout and "overfit" in res.stdout
     rows = json.loads(run_cli("results", "--format", "json", cwd=tmp_path / "d").stdout)

@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 from guides import run_guide, steps
 
+# the session's full demo (tests/conftest.py: full_demo) runs inside the first test that asks for it
+pytestmark = pytest.mark.timeout(1800)
+
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "qa-guide.md"
 
 
