@@ -115,12 +115,30 @@ class Store:
     def _connect(self, read_only: bool) -> Any:
         import duckdb
 
+        return self._retry(lambda: duckdb.connect(str(self.path), read_only=read_only))
+
+    @contextlib.contextmanager
+    def attached(self, con: Any, alias: str) -> Iterator[None]:
+        """The store attached to another DuckDB connection as ``alias`` (read-write), for bulk moves
+        from a scratch database (an ingest validated in memory) in one transaction."""
+        if not self._migrated:
+            self.migrate()
+        self._retry(lambda: con.execute(f"ATTACH ? AS {alias}", [str(self.path)]))
+        try:
+            yield
+        finally:
+            con.execute(f"DETACH {alias}")
+
+    def _retry(self, open_: Any) -> Any:
+        """Open the file, waiting with backoff while another process holds its lock."""
+        import duckdb
+
         deadline = time.monotonic() + self.busy_timeout_s
         delay = 0.01
         while True:
             try:
-                return duckdb.connect(str(self.path), read_only=read_only)
-            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                return open_()
+            except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
                 if not _is_lock_error(exc):
                     raise TollgateInputError(f"cannot open the store: {str(exc).splitlines()[0]}",
                                              file=self.path) from None

@@ -51,8 +51,8 @@ def _feedback(con: Any, candidate: str, since: Any) -> list[tuple]:
         params.append(since)
     return con.execute(f"""
         WITH fb AS (
-            SELECT request_id, arg_max(CASE WHEN kind = 'thumb' THEN value END, ts) AS thumb,
-                   arg_max(CASE WHEN kind = 'rating' THEN CAST(value AS DOUBLE) END, ts) AS rating
+            SELECT request_id, arg_max(value, ts) FILTER (WHERE kind = 'thumb') AS thumb,
+                   CAST(arg_max(value, ts) FILTER (WHERE kind = 'rating') AS DOUBLE) AS rating
             FROM feedback WHERE kind IN ('thumb', 'rating') GROUP BY request_id)
         SELECT CAST(date_trunc('day', t.ts) AS DATE), t.arm, fb.thumb, fb.rating
         FROM traffic t JOIN fb USING (request_id)

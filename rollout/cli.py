@@ -217,7 +217,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     project, store = _ctx(args)
     move = rollback(project, store, actor=_release_manager(project, args), reason=args.reason, model=args.model)
     _print_move(move)
-    if move.to.name == "retired":
+    if move.to.name == "rolled_back":
         from rollout.promote import current
 
         print(f"production is served by '{current(project, store).production}' again, from the next request on.")

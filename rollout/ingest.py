@@ -1,38 +1,43 @@
-"""Ingesting production traffic and user feedback: JSONL, CSV or Parquet, streamed in chunks.
+"""Ingesting production traffic and user feedback: JSONL, CSV or Parquet.
 
-A file is validated whole before anything is stored (pandera, lazily, so every bad row is
-reported with its row number, column and problem), then inserted a chunk per transaction: a
-killed ingest leaves whole chunks, and running it again completes it. Re-ingesting
-the same file adds nothing: traffic is keyed by (request id, model), feedback by a hash of its
-content. Memory stays bounded by the chunk size, whatever the file's length.
+DuckDB reads the file natively (never row by row in Python) into a staging table, and an explicit
+schema written as SQL checks validates every row at once: each bad row is reported with its row
+number, column and problem. Staging, checks and the insert are one transaction, so a bad file or
+a killed ingest stores nothing, and memory is capped by DuckDB's limit (it spills to disk), not by
+the file's length. Re-ingesting the same file adds nothing: traffic is keyed by (request id,
+model), feedback by a hash of its content. The rare file DuckDB cannot even read (bytes that are
+not UTF-8, a line over the size limit) is scanned by Python to name the exact line.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import store as st
 from harness.errors import TollgateInputError
-from harness.hashing import hash_obj
 
-CHUNK = 50_000
 MAX_ROW_BYTES = 1 << 20
+MEMORY_LIMIT = "512MB"
 ARMS = ("production", "shadow", "beta")
 FEEDBACK_KINDS = ("thumb", "rating", "comment", "correction")
 TRAFFIC_COLUMNS = ("request_id", "ts", "user_id", "arm", "model", "input", "output", "latency_ms", "prompt_tokens",
                    "completion_tokens", "error")
+TRAFFIC_REQUIRED = ("request_id", "ts", "model", "input")
 FEEDBACK_COLUMNS = ("request_id", "kind", "value", "ts", "user_id")
+FEEDBACK_REQUIRED = ("request_id", "kind", "value", "ts")
+JSON_VALUED = ("input", "value")  # text, or an object kept as JSON
 THUMBS = {"up": "1", "down": "0", "1": "1", "0": "0", "true": "1", "false": "0", "+1": "1", "-1": "0",
           "👍": "1", "👎": "0"}
+VALUE_HINT = {"thumb": "up or down (1/0, true/false)", "rating": "a whole number 1 to 5",
+              "comment": "non-empty text", "correction": "the right answer (a JSON object or text)"}
 
 
 @dataclass
 class Problem:
-    row: int  # 1-based data row (the line for JSONL, the line after the header for CSV)
+    row: int  # 1-based data row: the line for JSONL, the line after the header for CSV, the row for Parquet
     column: str
     problem: str
 
@@ -50,149 +55,9 @@ class IngestReport:
     rejected_file: str | None = None
 
 
-# -- reading ------------------------------------------------------------------------------------------
-def _chunks(path: Path) -> Iterator[tuple[int, Any]]:
-    """(first row number, DataFrame of strings/objects) chunks of any supported format."""
-    import pandas as pd
-
-    suffix = path.suffix.lower()
-    if not path.exists():
-        raise TollgateInputError("file not found.", file=path)
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _jsonl_chunks(path)
-    elif suffix == ".csv":
-        try:
-            reader = pd.read_csv(path, dtype=object, keep_default_na=False, chunksize=CHUNK, encoding="utf-8")
-            row = 1
-            for df in reader:
-                yield row, df.replace({"": None})
-                row += len(df)
-        except UnicodeDecodeError as exc:
-            raise TollgateInputError(f"is not valid UTF-8 ({exc.reason} at byte {exc.start}); save it as UTF-8.",
-                                     file=path) from None
-        except pd.errors.ParserError as exc:
-            raise TollgateInputError(f"is not valid CSV: {exc}.", file=path) from None
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            pf = pq.ParquetFile(path)
-        except Exception as exc:  # pyarrow.ArrowInvalid: not a parquet file
-            raise TollgateInputError(f"is not a readable Parquet file: {exc}.", file=path) from None
-        row = 1
-        for batch in pf.iter_batches(batch_size=CHUNK):
-            df = batch.to_pandas()
-            yield row, df
-            row += len(df)
-    else:
-        raise TollgateInputError(f"has an unknown format '{suffix}'; use .jsonl, .csv or .parquet.", file=path)
-
-
-def _jsonl_chunks(path: Path) -> Iterator[tuple[int, Any]]:
-    rows: list[dict[str, Any]] = []
-    first = 1
-    lineno = 0
-    with path.open("rb") as f:
-        while True:
-            raw = f.readline(MAX_ROW_BYTES + 1)
-            if not raw:
-                break
-            lineno += 1
-            if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
-                raise TollgateInputError(f"is longer than {MAX_ROW_BYTES:,} bytes.", file=path, line=lineno)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise TollgateInputError(f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8.",
-                                         file=path, line=lineno) from None
-            if not text.strip():
-                rows.append({})  # keeps row numbers equal to line numbers; dropped below
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TollgateInputError(f"is not valid JSON: {exc.msg} at column {exc.colno}.", file=path,
-                                         line=lineno) from None
-            if not isinstance(obj, dict):
-                raise TollgateInputError(f"must be a JSON object, found {type(obj).__name__}.", file=path,
-                                         line=lineno)
-            rows.append(obj)
-            if len(rows) >= CHUNK:
-                yield first, _frame(rows)
-                first += len(rows)
-                rows = []
-    if rows:
-        yield first, _frame(rows)
-
-
-def _frame(rows: list[dict[str, Any]]) -> Any:
-    import pandas as pd
-
-    df = pd.DataFrame.from_records(rows).astype(object)
-    df.index = range(len(df))
-    return df[[bool(r) for r in rows]]  # blank lines: gone, their row numbers kept
-
-
-# -- validation ---------------------------------------------------------------------------------------
-def _traffic_schema(models: set[str]) -> Any:
-    import pandera.pandas as pa
-
-    def present(s: Any) -> Any:
-        return s.notna() & (s.astype(str).str.strip() != "")
-
-    def ts_ok(s: Any) -> Any:
-        import pandas as pd
-
-        return pd.to_datetime(s, errors="coerce", utc=True, format="mixed").notna()
-
-    def number(s: Any, integer: bool = False) -> Any:
-        import pandas as pd
-
-        v = pd.to_numeric(s, errors="coerce")
-        ok = s.isna() | (v.notna() & (v >= 0))
-        return ok & (s.isna() | (v % 1 == 0)) if integer else ok
-
-    return pa.DataFrameSchema({
-        "request_id": pa.Column(None, pa.Check(present, error="must be a non-empty id")),
-        "ts": pa.Column(None, pa.Check(ts_ok, error="must be an ISO 8601 time, e.g. 2026-11-27T09:30:00Z")),
-        "user_id": pa.Column(None, nullable=True, required=False),
-        "arm": pa.Column(None, pa.Check(lambda s: s.isna() | s.isin(ARMS), error=f"must be one of {', '.join(ARMS)}"),
-                         nullable=True, required=False),
-        "model": pa.Column(None, pa.Check(lambda s: s.isin(sorted(models)),
-                                            error=f"must be a model of tollgate.yaml ({', '.join(sorted(models))})")),
-        "input": pa.Column(None, pa.Check(present, error="must be the request: text or an object of fields")),
-        "output": pa.Column(None, nullable=True, required=False),
-        "latency_ms": pa.Column(None, pa.Check(number, error="must be a number of milliseconds >= 0"),
-                                nullable=True, required=False),
-        "prompt_tokens": pa.Column(None, pa.Check(lambda s: number(s, True), error="must be a count >= 0"),
-                                   nullable=True, required=False),
-        "completion_tokens": pa.Column(None, pa.Check(lambda s: number(s, True), error="must be a count >= 0"),
-                                       nullable=True, required=False),
-        "error": pa.Column(None, nullable=True, required=False),
-    }, strict=True, name="traffic")
-
-
-def _feedback_schema() -> Any:
-    import pandera.pandas as pa
-
-    def ts_ok(s: Any) -> Any:
-        import pandas as pd
-
-        return pd.to_datetime(s, errors="coerce", utc=True, format="mixed").notna()
-
-    return pa.DataFrameSchema({
-        "request_id": pa.Column(None, pa.Check(lambda s: s.notna() & (s.astype(str).str.strip() != ""),
-                                                 error="must be a non-empty id")),
-        "kind": pa.Column(None, pa.Check(lambda s: s.isin(FEEDBACK_KINDS),
-                                           error=f"must be one of {', '.join(FEEDBACK_KINDS)}")),
-        "value": pa.Column(None, nullable=True),
-        "ts": pa.Column(None, pa.Check(ts_ok, error="must be an ISO 8601 time")),
-        "user_id": pa.Column(None, nullable=True, required=False),
-    }, strict=True, name="feedback")
-
-
 def feedback_value(kind: str, value: Any) -> str | None:
-    """The stored form of a value (thumb '1'/'0', rating '1'..'5', text, correction JSON), or None if invalid."""
+    """The stored form of one value (thumb '1'/'0', rating '1'..'5', text, correction JSON), or None if
+    invalid. The router validates POST /feedback with it; files get the same rules in SQL below."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     if kind == "thumb":
@@ -216,141 +81,277 @@ def feedback_value(kind: str, value: Any) -> str | None:
     return text if text.strip() else None
 
 
-def _problems(schema: Any, df: Any, first_row: int) -> list[Problem]:
-    import pandera.pandas as pa
+# -- staging: any format into one table of text columns, with row numbers -----------------------------
+def _stage(con: Any, path: Path, columns: tuple[str, ...]) -> list[str]:
+    """Create ``_stage(_row, _raw, <columns as VARCHAR>, <col>_json)``; returns the columns present.
 
+    ``<col>_json`` keeps a value's JSON form, which matters for ``input`` (text or an object of
+    fields) and a correction's ``value``.
+    """
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise TollgateInputError("file not found.", file=path)
+    p = str(path)
+    if suffix in (".jsonl", ".ndjson"):
+        try:
+            con.execute("""CREATE TEMP TABLE _lines AS
+                SELECT row_number() OVER () AS _row, line FROM read_csv(?, columns={'line': 'VARCHAR'},
+                    delim='\x01', quote='', escape='', header=false, auto_detect=false, max_line_size=?)""",
+                        [p, MAX_ROW_BYTES + 1])
+        except Exception:  # duckdb.InvalidInputException: not UTF-8, or a line over the limit
+            _scan_for_error(path)
+            raise
+        con.execute("UPDATE _lines SET line = NULL WHERE trim(line) = ''")  # blank lines keep their numbers
+        bad = con.execute("""SELECT _row, ok, typ FROM (
+                                 SELECT _row, json_valid(line) AS ok,
+                                        CASE WHEN json_valid(line) THEN json_type(line) END AS typ
+                                 FROM _lines WHERE line IS NOT NULL)
+                             WHERE NOT ok OR typ <> 'OBJECT' ORDER BY _row LIMIT 1""").fetchall()
+        if bad:
+            row, valid, typ = bad[0]
+            raise TollgateInputError("is not valid JSON." if not valid else
+                                     f"must be a JSON object, found {str(typ).lower()}.", file=path, line=row)
+        # one parse for every text value, one for each value whose JSON form matters, one for the keys
+        paths = "[" + ", ".join(f"'$.{c}'" for c in columns) + "]"
+        text = ", ".join(f"v[{i + 1}] AS {c}" for i, c in enumerate(columns))
+        as_json = ", ".join(f"json_extract(line, '$.{c}') AS {c}_json" if c in JSON_VALUED
+                            else f"NULL::JSON AS {c}_json" for c in columns)
+        con.execute(f"""CREATE TEMP TABLE _stage AS
+                        SELECT _row, line AS _raw, {text}, {as_json}, json_keys(line) AS _keys
+                        FROM (SELECT _row, line, json_extract_string(line, {paths}) AS v FROM _lines
+                              WHERE line IS NOT NULL)""")
+        keys = con.execute("SELECT DISTINCT unnest(_keys) FROM _stage").fetchall()
+        return [k for (k,) in keys]
+    if suffix == ".csv":
+        reader = "read_csv(?, all_varchar=true, header=true, max_line_size=?)"
+        params: list[Any] = [p, MAX_ROW_BYTES + 1]
+    elif suffix == ".parquet":
+        reader = "read_parquet(?)"
+        params = [p]
+    else:
+        raise TollgateInputError(f"has an unknown format '{suffix}'; use .jsonl, .csv or .parquet.", file=path)
     try:
-        schema.validate(df, lazy=True)
-        return []
-    except pa.errors.SchemaErrors as exc:
-        out = []
-        for rec in exc.failure_cases.to_dict("records"):
-            col, check, case, idx = rec["column"], str(rec["check"]), rec["failure_case"], rec["index"]
-            if check == "column_in_schema":
-                out.append(Problem(first_row, str(case), f"unknown column (allowed: {', '.join(schema.columns)})"))
-            elif check == "column_in_dataframe":
-                out.append(Problem(first_row, str(case), "required column is missing"))
-            elif idx is None or idx != idx:
-                out.append(Problem(first_row, str(col), check))
-            else:
-                out.append(Problem(first_row + int(idx), str(col),
-                                   f"{'must not be empty' if check == 'not_nullable' else check}; got {case!r}"))
-        return out
+        present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", params).fetchall()]
+    except Exception as exc:  # duckdb.Error: unreadable file
+        if suffix == ".csv":
+            _scan_for_error(path)  # not UTF-8, or a line over the limit: name the line
+        msg = str(exc).splitlines()[0]
+        raise TollgateInputError(f"cannot be read as {suffix[1:].upper()}: {msg}.", file=path) from None
+    sel = []
+    for c in columns:
+        if c in present:
+            sel.append(f'CAST("{c}" AS VARCHAR) AS {c}, '
+                       f'CASE WHEN json_valid(CAST("{c}" AS VARCHAR)) AND json_type(CAST("{c}" AS VARCHAR)) = '
+                       f"'OBJECT' THEN CAST(\"{c}\" AS JSON) ELSE to_json(CAST(\"{c}\" AS VARCHAR)) END AS {c}_json")
+        else:
+            sel.append(f"NULL::VARCHAR AS {c}, NULL::JSON AS {c}_json")
+    try:
+        con.execute(f"""CREATE TEMP TABLE _stage AS SELECT row_number() OVER () AS _row,
+                        CAST(to_json(t) AS VARCHAR) AS _raw, {', '.join(sel)}, ? AS _keys FROM {reader} t""",
+                    [present, *params])
+    except Exception as exc:
+        if suffix == ".csv":
+            _scan_for_error(path)
+        msg = str(exc).splitlines()[0]
+        raise TollgateInputError(f"cannot be read as {suffix[1:].upper()}: {msg}.", file=path) from None
+    return present
 
 
-def _traffic_rows(df: Any, source: str, now: Any) -> Any:
-    import pandas as pd
-
-    out = pd.DataFrame({c: df[c] if c in df.columns else None for c in TRAFFIC_COLUMNS})
-    out["request_id"] = out["request_id"].astype(str)
-    out["arm"] = out["arm"].fillna("production")
-    out["ts"] = pd.to_datetime(out["ts"], utc=True, format="mixed").dt.tz_localize(None)
-    out["input"] = [json.dumps(v, ensure_ascii=False) if not isinstance(v, str) or not v.lstrip().startswith("{")
-                    else v for v in out["input"]]
-    for c in ("latency_ms",):
-        out[c] = pd.to_numeric(out[c], errors="coerce")
-    for c in ("prompt_tokens", "completion_tokens"):
-        out[c] = pd.to_numeric(out[c], errors="coerce").astype("Int64")
-    out["source"] = source
-    out["ingested_at"] = now
-    return out
-
-
-def _feedback_rows(df: Any, source: str, now: Any, first_row: int) -> tuple[Any, list[Problem]]:
-    import pandas as pd
-
-    out = pd.DataFrame({c: df[c] if c in df.columns else None for c in FEEDBACK_COLUMNS})
-    values, problems = [], []
-    for i, (kind, value) in enumerate(zip(out["kind"], out["value"], strict=True)):
-        v = feedback_value(kind, value) if kind in FEEDBACK_KINDS else None
-        values.append(v)
-        if v is None and kind in FEEDBACK_KINDS:
-            hint = {"thumb": "up or down (1/0, true/false)", "rating": "a whole number 1 to 5",
-                    "comment": "non-empty text", "correction": "the right answer (a JSON object or text)"}[kind]
-            problems.append(Problem(first_row + int(df.index[i]), "value", f"a {kind} must be {hint}; got {value!r}"))
-    out["value"] = values
-    out["request_id"] = out["request_id"].astype(str)
-    out["ts"] = pd.to_datetime(out["ts"], utc=True, format="mixed").dt.tz_localize(None)
-    out["feedback_id"] = [hash_obj(r, k, v, str(t)) for r, k, v, t in
-                          zip(out["request_id"], out["kind"], out["value"], out["ts"], strict=True)]
-    out["source"] = source
-    out["ingested_at"] = now
-    return out, problems
+def _scan_for_error(path: Path) -> None:
+    """Find the exact line DuckDB could not read, and say what is wrong with it."""
+    with path.open("rb") as f:
+        lineno = 0
+        while True:
+            raw = f.readline(MAX_ROW_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
+                raise TollgateInputError(f"is longer than {MAX_ROW_BYTES:,} bytes.", file=path, line=lineno)
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise TollgateInputError(f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8.",
+                                         file=path, line=lineno) from None
 
 
-# -- the two commands -----------------------------------------------------------------------------------
+# -- the schema, as SQL checks --------------------------------------------------------------------------
+def _present(c: str) -> str:
+    return f"({c} IS NOT NULL AND trim({c}) <> '')"
+
+
+def _ts_ok(c: str) -> str:
+    return f"(try_cast({c} AS TIMESTAMPTZ) IS NOT NULL OR try_cast({c} AS TIMESTAMP) IS NOT NULL)"
+
+
+def _checks(kind: str, models: set[str]) -> list[tuple[str, str, str]]:
+    """(column, SQL condition that is TRUE for a bad row, problem) — the file's schema."""
+    if kind == "traffic":
+        listed = ", ".join(sorted(models)) or "none"
+        return [
+            ("request_id", f"NOT {_present('request_id')}", "must be a non-empty id"),
+            ("ts", f"NOT {_ts_ok('ts')}", "must be an ISO 8601 time, e.g. 2026-11-27T09:30:00Z"),
+            ("model", "model IS NULL OR NOT list_contains($models, model)",
+             f"must be a model of tollgate.yaml ({listed})"),
+            ("arm", "arm IS NOT NULL AND NOT list_contains($arms, arm)", f"must be one of {', '.join(ARMS)}"),
+            ("input", "input_json IS NULL OR json_type(input_json) NOT IN ('VARCHAR', 'OBJECT') OR "
+                      "(json_type(input_json) = 'VARCHAR' AND trim(input) = '') OR input_json = '{}'",
+             "must be the request: text or an object of fields"),
+            ("latency_ms", "latency_ms IS NOT NULL AND coalesce(try_cast(latency_ms AS DOUBLE) < 0, TRUE)",
+             "must be a number of milliseconds >= 0"),
+            ("prompt_tokens", "prompt_tokens IS NOT NULL AND coalesce(try_cast(prompt_tokens AS DOUBLE) < 0 OR "
+                              "try_cast(prompt_tokens AS DOUBLE) % 1 <> 0, TRUE)", "must be a count >= 0"),
+            ("completion_tokens", "completion_tokens IS NOT NULL AND coalesce(try_cast(completion_tokens AS "
+                                  "DOUBLE) < 0 OR try_cast(completion_tokens AS DOUBLE) % 1 <> 0, TRUE)",
+             "must be a count >= 0"),
+        ]
+    value_bad = " OR ".join(f"(kind = '{k}' AND _value IS NULL)" for k in FEEDBACK_KINDS)
+    return [
+        ("request_id", f"NOT {_present('request_id')}", "must be a non-empty id"),
+        ("kind", "kind IS NULL OR NOT list_contains($kinds, kind)", f"must be one of {', '.join(FEEDBACK_KINDS)}"),
+        ("ts", f"NOT {_ts_ok('ts')}", "must be an ISO 8601 time"),
+        ("value", f"list_contains($kinds, kind) AND ({value_bad})", "VALUE"),
+    ]
+
+
+def _feedback_value_sql() -> str:
+    """feedback_value() in SQL: the normalised value, or NULL when the value is not valid for its kind."""
+    thumbs = ", ".join(f"'{k}': '{v}'" for k, v in THUMBS.items())
+    return f"""CASE kind
+        WHEN 'thumb' THEN MAP {{{thumbs}}}[lower(trim(value))]
+        WHEN 'rating' THEN CASE WHEN try_cast(value AS DOUBLE) BETWEEN 1 AND 5
+                                 AND try_cast(value AS DOUBLE) % 1 = 0
+                            THEN CAST(CAST(try_cast(value AS DOUBLE) AS INTEGER) AS VARCHAR) END
+        WHEN 'correction' THEN CASE WHEN json_type(value_json) = 'OBJECT' THEN CAST(value_json AS VARCHAR)
+                                    WHEN trim(value) <> '' THEN value END
+        WHEN 'comment' THEN CASE WHEN trim(value) <> '' THEN value END END"""
+
+
+def _problems(con: Any, kind: str, models: set[str], limit: int) -> tuple[list[Problem], int]:
+    """(the first ``limit`` problems, how many rows have any); every problem stays in table ``_bad``."""
+    parts = []
+    for column, bad, problem in _checks(kind, models):
+        value = column if column != "input" else "CAST(input_json AS VARCHAR)"
+        got = f"coalesce(chr(39) || left({value}, 80) || chr(39), 'nothing')"
+        hint = "CASE kind " + " ".join(f"WHEN '{k}' THEN '{h}'" for k, h in VALUE_HINT.items()) + " END"
+        msg = (f"'a ' || kind || ' must be ' || {hint} || '; got ' || {got}" if problem == "VALUE"
+               else f"'{problem}; got ' || {got}")
+        parts.append(f"SELECT _row, '{column}' AS col, {msg} AS problem FROM _stage WHERE {bad}")
+    sql = f"CREATE TEMP TABLE _bad AS {' UNION ALL '.join(parts)}"
+    values = {"models": sorted(models), "arms": list(ARMS), "kinds": list(FEEDBACK_KINDS)}
+    con.execute(sql, {k: v for k, v in values.items() if f"${k}" in sql})
+    rows = con.execute("SELECT _row, col, problem FROM _bad ORDER BY _row, col LIMIT ?", [limit]).fetchall()
+    n_bad = con.execute("SELECT count(DISTINCT _row) FROM _bad").fetchall()[0][0]
+    return [Problem(r, c, p) for r, c, p in rows], n_bad
+
+
+# -- the command ----------------------------------------------------------------------------------------------
 def ingest(path: Path, store: st.Store, *, kind: str, models: set[str] | None = None, skip_invalid: bool = False,
            rejected_path: Path | None = None, max_problems: int = 20) -> IngestReport:
-    """Validate ``path`` whole, then store it in one transaction (``kind``: traffic or feedback)."""
-    now = st.utcnow()
-    source = path.name
-    problems: list[Problem] = []
-    n = 0
-    bad_rows: set[int] = set()
-    for first, df in _chunks(path):  # pass 1: validate everything, store nothing
-        n += len(df)
-        if kind == "traffic":
-            found = _problems(_traffic_schema(models or set()), df, first)
-        else:
-            found = _problems(_feedback_schema(), df, first)
-            if not any(p.problem.startswith(("unknown column", "required column")) for p in found):
-                found += _feedback_rows(df, source, now, first)[1]
-        problems += found
-        bad_rows |= {p.row for p in found}
+    """Validate ``path`` whole in a scratch database, then store it in one transaction (``kind``:
+    traffic or feedback). A rejected file never touches the store, not even to create it."""
+    import tempfile
+
+    import duckdb
+
+    columns, required = ((TRAFFIC_COLUMNS, TRAFFIC_REQUIRED) if kind == "traffic"
+                         else (FEEDBACK_COLUMNS, FEEDBACK_REQUIRED))
+    with tempfile.TemporaryDirectory(prefix="tollgate-ingest-") as spill:
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+            con.execute("SET temp_directory = ?", [spill])  # the staging tables spill here beyond the limit
+            n, n_bad, rejected_file = _validate(con, path, kind, columns, required, models or set(), skip_invalid,
+                                                rejected_path, max_problems)
+            stored = _insert(con, store, path, kind)
+        finally:
+            con.close()
+    return IngestReport(str(path), n, stored, n - n_bad - stored, n_bad, rejected_file)
+
+
+def _validate(con: Any, path: Path, kind: str, columns: tuple[str, ...], required: tuple[str, ...],
+              models: set[str], skip_invalid: bool, rejected_path: Path | None,
+              max_problems: int) -> tuple[int, int, str | None]:
+    """Stage and check the file: (rows, bad rows, rejected file); raises on any problem unless skipping."""
+    present = _stage(con, path, columns)
+    n = con.execute("SELECT count(*) FROM _stage").fetchall()[0][0]
     if n == 0:
         raise TollgateInputError("holds no rows.", file=path)
-    problems.sort(key=lambda p: (p.row, p.column))
-    structural = [p for p in problems if p.problem.startswith(("unknown column", "required column"))]
-    if problems and (not skip_invalid or structural):
-        shown = "; ".join(map(str, (structural or problems)[:max_problems]))
-        more = f"; and {len(problems) - max_problems} more" if len(problems) > max_problems else ""
-        hint = "" if structural else " Fix them, or pass --skip-invalid to store the valid rows and write the " \
-                                     "rejected ones to a file."
-        raise TollgateInputError(f"{len(bad_rows)} invalid row(s), nothing stored: {shown}{more}.{hint}", file=path)
-    stored = 0
+    unknown = sorted(set(present) - set(columns))
+    missing = [c for c in required if c not in present]
+    if unknown or missing:
+        what = (f"unknown column '{unknown[0]}' (allowed: {', '.join(columns)})" if unknown
+                else f"required column '{missing[0]}' is missing")
+        where = None
+        if unknown and path.suffix.lower() in (".jsonl", ".ndjson"):
+            where = con.execute("SELECT min(_row) FROM _stage WHERE list_contains(_keys, ?)",
+                                [unknown[0]]).fetchall()[0][0]
+        raise TollgateInputError(f"{what}; nothing stored.", file=path, line=where, field=(unknown or missing)[0])
+    if kind == "feedback":
+        con.execute(f"ALTER TABLE _stage ADD COLUMN _value VARCHAR; UPDATE _stage SET _value = "
+                    f"{_feedback_value_sql()}")
+    problems, n_bad = _problems(con, kind, models, max_problems)
+    if problems and not skip_invalid:
+        shown = "; ".join(map(str, problems))
+        more = f"; and more in {n_bad - len({p.row for p in problems})} other row(s)" \
+            if n_bad > len({p.row for p in problems}) else ""
+        raise TollgateInputError(f"{n_bad} invalid row(s), nothing stored: {shown}{more}. Fix them, or pass "
+                                 f"--skip-invalid to store the valid rows and write the rejected ones to a "
+                                 f"file.", file=path)
     rejected_file = None
-    if bad_rows:
-        rejected_file = str(rejected_path or path.with_name(path.stem + ".rejected.jsonl"))
-        _write_rejected(path, bad_rows, problems, Path(rejected_file))
-    # pass 2: one transaction per chunk keeps memory bounded; a killed ingest leaves whole chunks
-    # and the same command resumes (rows already stored are skipped by key)
-    for first, df in _chunks(path):
-        keep = [first + int(i) not in bad_rows for i in df.index]
-        df = df[keep]
-        if df.empty:
-            continue
-        with store.write() as con:
-            before = con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0]
-            if kind == "traffic":
-                rows = _traffic_rows(df, source, now)
-                con.register("_in", rows)
-                con.execute("INSERT INTO traffic (request_id, model, arm, ts, user_id, input, output, latency_ms, "
-                            "prompt_tokens, completion_tokens, error, source, ingested_at) "
-                            "SELECT request_id, model, arm, ts, user_id, input, output, latency_ms, prompt_tokens, "
-                            "completion_tokens, error, source, ingested_at FROM _in ON CONFLICT DO NOTHING")
-            else:
-                rows, _ = _feedback_rows(df, source, now, first)
-                con.register("_in", rows)
-                con.execute("INSERT INTO feedback (feedback_id, request_id, kind, value, ts, user_id, source, "
-                            "ingested_at) SELECT feedback_id, request_id, kind, value, ts, user_id, source, "
-                            "ingested_at FROM _in ON CONFLICT DO NOTHING")
-            con.unregister("_in")
-            stored += con.execute(f"SELECT count(*) FROM {kind}").fetchall()[0][0] - before
-    valid = n - len(bad_rows)
-    return IngestReport(str(path), n, stored, valid - stored, len(bad_rows), rejected_file)
+    if n_bad:
+        out = rejected_path or path.with_name(path.stem + ".rejected.jsonl")
+        if not out.parent.is_dir():
+            raise TollgateInputError(f"cannot write the rejected rows: folder {out.parent} does not exist.",
+                                     field="--rejected")
+        _write_rejected(con, out)
+        rejected_file = str(out)
+    return n, n_bad, rejected_file
 
 
-def _write_rejected(path: Path, bad_rows: set[int], problems: list[Problem], out: Path) -> None:
-    why: dict[int, list[str]] = {}
-    for p in problems:
-        why.setdefault(p.row, []).append(f"{p.column}: {p.problem}")
+def _insert(con: Any, store: st.Store, path: Path, kind: str) -> int:
+    """The valid rows into the store, in one transaction on the store's own file; returns how many were new."""
+    now = st.utcnow()
+    if kind == "traffic":
+        sql = """INSERT INTO s.traffic (request_id, model, arm, ts, user_id, input, output, latency_ms,
+                        prompt_tokens, completion_tokens, error, source, ingested_at)
+            SELECT request_id, model, coalesce(arm, 'production'),
+                   coalesce(CAST(try_cast(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP),
+                            try_cast(ts AS TIMESTAMP)),
+                   user_id, CAST(input_json AS VARCHAR), output, try_cast(latency_ms AS DOUBLE),
+                   CAST(try_cast(prompt_tokens AS DOUBLE) AS INTEGER),
+                   CAST(try_cast(completion_tokens AS DOUBLE) AS INTEGER), error, ?, ?
+            FROM _stage WHERE _row NOT IN (SELECT _row FROM _bad)
+            ON CONFLICT DO NOTHING"""
+    else:
+        sql = """INSERT INTO s.feedback (feedback_id, request_id, kind, value, ts, user_id, source, ingested_at)
+            SELECT sha256(concat_ws(chr(31), request_id, kind, _value, CAST(t AS VARCHAR))), request_id, kind,
+                   _value, t, user_id, ?, ?
+            FROM (SELECT *, coalesce(CAST(try_cast(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP),
+                                     try_cast(ts AS TIMESTAMP)) AS t
+                  FROM _stage WHERE _row NOT IN (SELECT _row FROM _bad))
+            ON CONFLICT DO NOTHING"""
+    store.migrate()
+    with store.attached(con, "s"):
+        con.begin()
+        try:
+            before = con.execute(f"SELECT count(*) FROM s.{kind}").fetchall()[0][0]
+            con.execute(sql, [path.name, now])
+            stored = con.execute(f"SELECT count(*) FROM s.{kind}").fetchall()[0][0] - before
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return stored
+
+
+def _write_rejected(con: Any, out: Path) -> None:
+    """The rejected rows, each with its row number and problems, in a file that can be fixed and re-ingested."""
+    rows = con.execute("""SELECT s._row, list(b.col || ': ' || b.problem ORDER BY b.col), any_value(s._raw)
+                          FROM _stage s JOIN _bad b USING (_row) GROUP BY s._row ORDER BY s._row""").fetchall()
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("w", encoding="utf-8") as f:
-        for first, df in _chunks(path):
-            for i, rec in zip(df.index, df.to_dict("records"), strict=True):
-                row = first + int(i)
-                if row in bad_rows:
-                    clean = {k: v for k, v in rec.items() if not (isinstance(v, float) and v != v)}
-                    f.write(json.dumps({"row": row, "problems": why.get(row, []), "record": clean},
-                                       ensure_ascii=False, default=str) + "\n")
+        for row, problems, raw in rows:
+            f.write(json.dumps({"row": row, "problems": problems, "record": json.loads(raw)}, ensure_ascii=False)
+                    + "\n")
     tmp.replace(out)

@@ -85,9 +85,9 @@ def monitor(con: Any, project: Any, *, model: str | None = None, period: str = "
         params.append(since)
     rows = con.execute(f"""
         WITH fb AS (
-            SELECT request_id, max(CASE WHEN kind = 'thumb' THEN value END) AS thumb,
-                   avg(CASE WHEN kind = 'rating' THEN CAST(value AS DOUBLE) END) AS rating
-            FROM feedback GROUP BY request_id)
+            SELECT request_id, arg_max(value, ts) FILTER (WHERE kind = 'thumb') AS thumb,
+                   CAST(arg_max(value, ts) FILTER (WHERE kind = 'rating') AS DOUBLE) AS rating
+            FROM feedback WHERE kind IN ('thumb', 'rating') GROUP BY request_id)
         SELECT date_trunc('{unit}', t.ts) AS p, count(*), count(t.error), count(*) FILTER (WHERE fb.thumb = '1'),
                count(fb.thumb), avg(fb.rating), count(fb.rating), avg(length(t.input))
         FROM traffic t LEFT JOIN fb USING (request_id)

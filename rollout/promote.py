@@ -142,11 +142,13 @@ def rollback(project: Any, store: st.Store, *, actor: str, reason: str, model: s
         if model is not None and model != a.production:
             raise TollgateInputError(f"'{model}' is in {a.stage_of(model).label()}: nothing to roll back.",
                                      field="MODEL")
-        previous = [m for m in a.production_history[:-1] if m != a.production]
+        # back to the last model that left production by being replaced, never to one rolled back
+        previous = [m for m in a.production_history[:-1] if m != a.production and a.stage_of(m).name == "retired"]
         if a.production is None or not previous:
-            raise TollgateInputError("production has no previous model to return to.", field="rollback")
+            raise TollgateInputError("production has no previous model to return to (a model that was rolled "
+                                     "back must pass its gates again).", field="rollback")
         back = previous[-1]
         also = [record(con, back, a.stage_of(back), Stage("production"), actor, f"rollback: {reason}", None, False)]
-        event = record(con, a.production, Stage("production"), Stage("retired"), actor, f"rolled back: {reason}",
+        event = record(con, a.production, Stage("production"), Stage("rolled_back"), actor, f"rolled back: {reason}",
                        None, False)
-    return Move(a.production, Stage("production"), Stage("retired"), event, None, None, False, also=also)
+    return Move(a.production, Stage("production"), Stage("rolled_back"), event, None, None, False, also=also)

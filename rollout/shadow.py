@@ -55,6 +55,8 @@ def replay(project: Any, store: st.Store, model: str, *, limit: int | None = Non
     from harness.runner import ModelHandle, settings_for
 
     cfg = project.model(model)
+    if limit is not None and limit < 1:
+        raise TollgateInputError(f"must be at least 1, got {limit}.", field="--limit")
     suite = rollout_suite(project)
     t0 = time.perf_counter()
     with store.read() as con:

@@ -15,7 +15,7 @@ from typing import Any
 from harness import store as st
 from harness.errors import TollgateInputError
 
-STAGES = ("candidate", "shadow", "beta", "production", "retired")
+STAGES = ("candidate", "shadow", "beta", "production", "retired", "rolled_back")
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ def record(con: Any, model: str, frm: Stage, to: Stage, actor: str, reason: str,
 
 def next_stage(current: Stage, steps: list[float]) -> Stage:
     """Where ``advance`` takes a model from ``current``."""
-    if current.name in ("candidate", "retired"):
+    if current.name in ("candidate", "retired", "rolled_back"):
         return Stage("shadow")
     if current.name == "shadow":
         return Stage("beta", steps[0])
@@ -94,7 +94,8 @@ def next_stage(current: Stage, steps: list[float]) -> Stage:
 
 def gate_needed(current: Stage) -> str:
     """Which evidence a move out of ``current`` relies on."""
-    return {"candidate": "offline", "retired": "offline", "shadow": "shadow", "beta": "beta"}[current.name]
+    return {"candidate": "offline", "retired": "offline", "rolled_back": "offline", "shadow": "shadow",
+            "beta": "beta"}[current.name]
 
 
 def check_move(a: Assignment, model: str, to: Stage) -> None:

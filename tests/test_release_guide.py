@@ -30,5 +30,5 @@ def test_the_release_guide_runs_as_it_says(full_demo, tmp_path):
     assert "retrain" in out["tollgate monitor"].stdout.lower()
     status = json.loads(subprocess.run([sys.executable, "-m", "harness.cli", "rollout", "status", "--json"], cwd=work,
                                        capture_output=True, text=True, check=True).stdout)
-    assert status["production"] == "production" and status["candidate"] == "retired"
+    assert status["production"] == "production" and status["candidate"] == "rolled_back"
     assert status["overfit"] == "candidate"
