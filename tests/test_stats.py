@@ -338,6 +338,20 @@ def test_bootstrap_means_chunking_equals_one_draw_of_all_indices(n, resamples):
     assert np.array_equal(got, x[idx].mean(axis=1))
 
 
+def test_bootstrap_means_of_few_distinct_values_draw_the_same_distribution_as_resampled_indices():
+    # Paired pass/fail differences take three values: the multinomial shortcut must give the bootstrap
+    # distribution that resampling indices gives (compared by KS test and by quantiles), not just a number.
+    from scipy.stats import ks_2samp
+
+    n = 800
+    x = np.random.default_rng(5).choice([-1.0, 0.0, 1.0], p=[0.1, 0.75, 0.15], size=n)
+    fast = bootstrap_means(x, seed=3, resamples=20_000)
+    slow = x[np.random.default_rng(4).integers(0, n, size=(20_000, n))].mean(axis=1)
+    assert ks_2samp(fast, slow).pvalue > 0.001
+    assert np.quantile(fast, [0.025, 0.5, 0.975]) == pytest.approx(np.quantile(slow, [0.025, 0.5, 0.975]), abs=0.003)
+    assert np.array_equal(fast, bootstrap_means(x, seed=3, resamples=20_000))  # still determined by the seed
+
+
 def test_bootstrap_means_of_constant_data_are_that_constant():
     assert np.all(bootstrap_means(np.full(17, 0.25), seed=0, resamples=50) == 0.25)
 
