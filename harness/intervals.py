@@ -15,6 +15,7 @@ import numpy as np
 
 DEFAULT_SEED = 20261126
 N_RESAMPLES = 2000
+BOOTSTRAP_RESAMPLES = 10_000  # the gate's paired comparisons
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,43 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n, "wilson")
 
 
+def bootstrap_means(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
+    """Means of ``resamples`` bootstrap resamples of ``values``, vectorised in chunks.
+
+    One seeded generator draws the indices, so the same data and seed give the same array on
+    every machine (numpy's PCG64 stream is stable across versions).
+
+    Pass/fail differences and field accuracies take a handful of distinct values. Then a resample
+    is fully described by how many times it drew each value, a multinomial draw: the same
+    bootstrap distribution at O(resamples x distinct values) instead of O(resamples x n), which
+    turns 100,000 paired examples x 10,000 resamples from a billion draws into a few thousand.
+    """
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    distinct, counts = np.unique(x, return_counts=True)
+    if n and len(distinct) <= min(256, n // 8):
+        draws = rng.multinomial(n, counts / n, size=resamples)
+        return draws @ distinct / n
+    out = np.empty(resamples)
+    chunk = max(1, min(resamples, 2_000_000 // max(1, n)))
+    for start in range(0, resamples, chunk):
+        k = min(chunk, resamples - start)
+        idx = rng.integers(0, n, size=(k, n))
+        out[start:start + k] = x[idx].mean(axis=1)
+    return out
+
+
 def bootstrap_mean(values: Any, confidence: float = 0.95, seed: int = DEFAULT_SEED,
                    n_resamples: int = N_RESAMPLES) -> Estimate:
-    """BCa bootstrap interval of a mean (scipy), falling back to percentile when BCa is undefined."""
+    """BCa bootstrap interval of a mean (Efron 1987), falling back to percentile when BCa is undefined.
+
+    For a mean the jackknife acceleration has a closed form, a = sum(d^3) / (6 sum(d^2)^1.5) with
+    d = x - mean, so the interval costs one vector of resampled means: no n x n jackknife, which
+    is what makes 100,000 examples take milliseconds rather than minutes.
+    """
+    from scipy.special import ndtr, ndtri
+
     x = np.asarray(values, dtype=float)
     n = len(x)
     if n == 0:
@@ -59,7 +94,21 @@ def bootstrap_mean(values: Any, confidence: float = 0.95, seed: int = DEFAULT_SE
     mean = float(x.mean())
     if n == 1 or np.all(x == x[0]):
         return Estimate(mean, mean, mean, n, "bootstrap")
-    return _bootstrap((x,), np.mean, mean, confidence, seed, n_resamples)
+    boot = bootstrap_means(x, seed, n_resamples)
+    alpha = (1 - confidence) / 2
+    below = (np.sum(boot < mean) + 0.5 * np.sum(boot == mean)) / len(boot)
+    d = x - mean
+    a = float(np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5))
+    if 0 < below < 1:
+        z0 = float(ndtri(below))
+        qs = []
+        for z in (ndtri(alpha), ndtri(1 - alpha)):
+            qs.append(float(ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))))
+        lo, hi = np.quantile(boot, qs)
+        if math.isfinite(lo) and math.isfinite(hi):
+            return Estimate(mean, float(lo), float(hi), n, "bootstrap-bca")
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    return Estimate(mean, float(lo), float(hi), n, "bootstrap-percentile")
 
 
 def micro_f1(tp: Any, fp: Any, fn: Any, confidence: float = 0.95, seed: int = DEFAULT_SEED,

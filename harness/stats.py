@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.intervals import z_value
-
-BOOTSTRAP_RESAMPLES = 10_000
+from harness.intervals import BOOTSTRAP_RESAMPLES, bootstrap_means, z_value
 
 
 @dataclass(frozen=True)
@@ -51,33 +49,6 @@ def mcnemar_exact(b: int, c: int, alternative: str = "two-sided") -> float:
         return 1.0
     alt = {"two-sided": "two-sided", "greater": "greater", "less": "less"}[alternative]
     return float(binomtest(b, n, 0.5, alternative=alt).pvalue)
-
-
-def bootstrap_means(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:
-    """Means of ``resamples`` bootstrap resamples of ``values``, vectorised in chunks.
-
-    One seeded generator draws the indices, so the same data and seed give the same array on
-    every machine (numpy's PCG64 stream is stable across versions).
-
-    Pass/fail differences and field accuracies take a handful of distinct values. Then a resample
-    is fully described by how many times it drew each value, a multinomial draw: the same
-    bootstrap distribution at O(resamples x distinct values) instead of O(resamples x n), which
-    turns 100,000 paired examples x 10,000 resamples from a billion draws into a few thousand.
-    """
-    x = np.asarray(values, dtype=float)
-    n = len(x)
-    rng = np.random.default_rng(seed)
-    distinct, counts = np.unique(x, return_counts=True)
-    if n and len(distinct) <= min(256, n // 8):
-        draws = rng.multinomial(n, counts / n, size=resamples)
-        return draws @ distinct / n
-    out = np.empty(resamples)
-    chunk = max(1, min(resamples, 2_000_000 // max(1, n)))
-    for start in range(0, resamples, chunk):
-        k = min(chunk, resamples - start)
-        idx = rng.integers(0, n, size=(k, n))
-        out[start:start + k] = x[idx].mean(axis=1)
-    return out
 
 
 def percentile_ci(boot: np.ndarray, confidence: float) -> tuple[float, float]:

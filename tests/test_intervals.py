@@ -116,6 +116,22 @@ def test_bootstrap_mean_reports_the_sample_mean_inside_its_interval():
     assert est.n == 50
 
 
+def test_bootstrap_mean_is_the_bca_interval_scipy_computes_with_its_jackknife():
+    # The closed-form acceleration of a mean must give scipy's BCa interval (up to resampling noise).
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(8).exponential(1.0, size=300)  # skewed: BCa and percentile differ here
+    ours = bootstrap_mean(x, n_resamples=20_000)
+    ref = bootstrap(
+        (x,), np.mean, method="BCa", n_resamples=20_000, random_state=np.random.default_rng(9)).confidence_interval
+    se = x.std() / math.sqrt(len(x))
+    assert ours.method == "bootstrap-bca"
+    assert ours.low == pytest.approx(ref.low, abs=0.1 * se) and ours.high == pytest.approx(ref.high, abs=0.1 * se)
+    pct = bootstrap((x,), np.mean, method="percentile", n_resamples=20_000,
+                    random_state=np.random.default_rng(9)).confidence_interval
+    assert abs(ours.high - ref.high) < abs(ours.high - pct.high)  # the skew correction is really applied
+
+
 def test_bootstrap_mean_covers_the_true_mean_about_95_percent_of_the_time():
     # Seeded simulation: 400 samples of n=50 from Normal(1, 2); fewer resamples to keep it quick.
     rng = np.random.default_rng(2024)
