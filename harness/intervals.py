@@ -113,40 +113,43 @@ def bootstrap_mean(values: Any, confidence: float = 0.95, seed: int = DEFAULT_SE
 
 def micro_f1(tp: Any, fp: Any, fn: Any, confidence: float = 0.95, seed: int = DEFAULT_SEED,
              n_resamples: int = N_RESAMPLES) -> Estimate:
-    """Micro-averaged F1 over examples, with a bootstrap interval that resamples whole examples."""
-    tp, fp, fn = (np.asarray(a, dtype=float) for a in (tp, fp, fn))
-    n = len(tp)
+    """Micro-averaged F1 over examples, with a BCa bootstrap interval that resamples whole examples.
 
-    def f1(a: Any, b: Any, c: Any, axis: int = -1) -> Any:
-        t = a.sum(axis=axis)
-        d = 2 * t + b.sum(axis=axis) + c.sum(axis=axis)
+    Examples are grouped by their (tp, fp, fn) counts, which repeat a lot, so a resample is a
+    multinomial draw over the groups; the jackknife (leave one example out) has a closed form.
+    """
+    from scipy.special import ndtr, ndtri
+
+    rows = np.stack([np.asarray(a, dtype=float) for a in (tp, fp, fn)], axis=1) if len(tp) else np.empty((0, 3))
+    n = len(rows)
+
+    def f1(t: Any, f_p: Any, f_n: Any) -> Any:
+        d = 2 * t + f_p + f_n
         return np.where(d > 0, 2 * t / np.where(d > 0, d, 1), 1.0)
 
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, "bootstrap")
-    value = float(f1(tp, fp, fn))
+    tot = rows.sum(axis=0)
+    value = float(f1(*tot))
     if n == 1:
         return Estimate(value, value, value, 1, "bootstrap")
-    return _bootstrap((tp, fp, fn), f1, value, confidence, seed, n_resamples)
-
-
-def _bootstrap(data: tuple[Any, ...], statistic: Any, value: float, confidence: float, seed: int,
-               n_resamples: int) -> Estimate:
-    import warnings
-
-    from scipy.stats import bootstrap
-
+    groups, counts = np.unique(rows, axis=0, return_counts=True)
     rng = np.random.default_rng(seed)
-    n = len(data[0])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for method in ("BCa", "percentile"):
-            res = bootstrap(data, statistic, paired=True, vectorized=True, confidence_level=confidence,
-                            n_resamples=n_resamples, method=method, random_state=rng, batch=200)
-            lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
-            if math.isfinite(lo) and math.isfinite(hi):
-                return Estimate(value, lo, hi, n, f"bootstrap-{method.lower()}")
-    return Estimate(value, math.nan, math.nan, n, "bootstrap")
+    sums = rng.multinomial(n, counts / n, size=n_resamples) @ groups  # (resamples, 3) totals
+    boot = f1(sums[:, 0], sums[:, 1], sums[:, 2])
+    jack = f1(*(tot[None, :] - groups).T)  # leave one example of each group out
+    d = np.repeat(np.average(jack, weights=counts) - jack, counts)
+    alpha = (1 - confidence) / 2
+    below = (np.sum(boot < value) + 0.5 * np.sum(boot == value)) / len(boot)
+    denom = np.sum(d ** 2) ** 1.5
+    if 0 < below < 1 and denom > 0:
+        a = float(np.sum(d ** 3) / (6 * denom))
+        z0 = float(ndtri(below))
+        qs = [float(ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))) for z in (ndtri(alpha), ndtri(1 - alpha))]
+        lo, hi = np.quantile(boot, qs)
+        return Estimate(value, float(lo), float(hi), n, "bootstrap-bca")
+    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+    return Estimate(value, float(lo), float(hi), n, "bootstrap-percentile")
 
 
 def estimate(values: Any, confidence: float = 0.95) -> Estimate:

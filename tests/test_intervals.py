@@ -132,6 +132,25 @@ def test_bootstrap_mean_is_the_bca_interval_scipy_computes_with_its_jackknife():
     assert abs(ours.high - ref.high) < abs(ours.high - pct.high)  # the skew correction is really applied
 
 
+def test_micro_f1_interval_is_scipys_paired_bca_interval():
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(4)
+    tp, fp, fn = rng.integers(0, 5, 400), rng.integers(0, 2, 400), rng.integers(0, 3, 400)
+
+    def f1(a, b, c, axis=-1):
+        t = a.sum(axis=axis)
+        return 2 * t / (2 * t + b.sum(axis=axis) + c.sum(axis=axis))
+
+    ours = micro_f1(tp, fp, fn, n_resamples=20_000)
+    ref = bootstrap((tp, fp, fn), f1, paired=True, vectorized=True, method="BCa", n_resamples=20_000,
+                    random_state=np.random.default_rng(1)).confidence_interval
+    width = ref.high - ref.low
+    assert ours.value == pytest.approx(float(f1(tp, fp, fn)))
+    assert ours.low == pytest.approx(ref.low, abs=0.03 * width)
+    assert ours.high == pytest.approx(ref.high, abs=0.03 * width)
+
+
 def test_bootstrap_mean_covers_the_true_mean_about_95_percent_of_the_time():
     # Seeded simulation: 400 samples of n=50 from Normal(1, 2); fewer resamples to keep it quick.
     rng = np.random.default_rng(2024)
