@@ -27,6 +27,7 @@ import yaml
 from harness import store as st
 from harness.errors import TollgateInputError
 from harness.hashing import hash_obj, hash_tree
+from harness.report import finish_run
 
 LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow"}
 
@@ -218,7 +219,7 @@ def run_lm_eval_suite(handle: Any, suite: Any, store: st.Store, stage: str) -> A
                          suite_hash=suite.content_hash, suite_kind=suite.kind, stage=stage, config=config,
                          code_version=code_version(), n_examples=len(keys))
             st.copy_cached(con, run_id, keys)
-            st.finish_run(con, run_id, "completed", time.perf_counter() - t0)
+            finish_run(con, run_id, "completed", time.perf_counter() - t0)
         return RunOutcome(run_id, cfg.name, suite.name, len(keys), len(keys), 0, 0, time.perf_counter() - t0,
                           "completed")
     res = evaluate_tasks(handle, suite)
@@ -240,5 +241,5 @@ def run_lm_eval_suite(handle: Any, suite: Any, store: st.Store, stage: str) -> A
                      config=json.loads(json.dumps(config, default=str)), code_version=code_version(),
                      n_examples=len(rows))
         st.insert_results(con, rows, scores)
-        st.finish_run(con, run_id, "completed", time.perf_counter() - t0)
+        finish_run(con, run_id, "completed", time.perf_counter() - t0)
     return RunOutcome(run_id, cfg.name, suite.name, len(rows), 0, len(rows), 0, time.perf_counter() - t0, "completed")

@@ -131,6 +131,7 @@ def store_results(project: Any, model: str, records: list[dict[str, Any]]) -> li
     from harness import store as st
     from harness.adapters import adapters
     from harness.hashing import hash_obj
+    from harness.report import finish_run
     from harness.version import code_version
 
     cfg = project.model(model)
@@ -171,6 +172,6 @@ def store_results(project: Any, model: str, records: list[dict[str, Any]]) -> li
             scores = [{"run_id": run_id, "example_id": r["example_id"], "metric": "pytest", "value": r["score"],
                        "passed": r["passed"], "reason": r["reason"], "counts": None} for r in rows if not r["error"]]
             st.insert_results(con, rows, scores)
-            st.finish_run(con, run_id, "completed", time.perf_counter() - t0)
+            finish_run(con, run_id, "completed", time.perf_counter() - t0)
         run_ids.append(run_id)
     return run_ids

@@ -26,6 +26,7 @@ from harness.errors import TollgateInputError
 from harness.examples import Example
 from harness.hashing import hash_obj
 from harness.project import Project
+from harness.report import finish_run
 from harness.suites import Suite
 from harness.version import code_version
 
@@ -313,7 +314,7 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
     finally:
         bar.close()
         with store.write() as con:
-            st.finish_run(con, run_id, status, time.perf_counter() - t0)
+            finish_run(con, run_id, status, time.perf_counter() - t0)
     return RunOutcome(run_id=run_id, model=cfg.name, suite=suite.name, n_examples=len(items),
                       n_cached=len(items) - len(pending), n_computed=len(pending), n_errors=n_errors,
                       duration_s=time.perf_counter() - t0, status=status)

@@ -91,6 +91,13 @@ MIGRATIONS: list[str] = [
         to_stage VARCHAR NOT NULL, share DOUBLE, actor VARCHAR NOT NULL, reason VARCHAR NOT NULL,
         decision_id VARCHAR, forced BOOLEAN NOT NULL, ts TIMESTAMP NOT NULL);
     """,
+    # v5: a completed run never changes, so its summary (every metric with its interval) is computed
+    # once, when it completes, and read from here by `tollgate results` and the dashboard
+    """
+    CREATE TABLE run_summaries (
+        run_id VARCHAR NOT NULL, ord INTEGER NOT NULL, metric VARCHAR NOT NULL, value DOUBLE, low DOUBLE,
+        high DOUBLE, n INTEGER NOT NULL, method VARCHAR NOT NULL, PRIMARY KEY (run_id, metric));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
