@@ -352,6 +352,18 @@ def test_bootstrap_means_of_few_distinct_values_draw_the_same_distribution_as_re
     assert np.array_equal(fast, bootstrap_means(x, seed=3, resamples=20_000))  # still determined by the seed
 
 
+def test_bootstrap_means_of_many_continuous_values_by_bins_match_index_resampling():
+    from scipy.stats import ks_2samp
+
+    n = 60_000  # above LARGE_N: binned
+    x = np.random.default_rng(6).normal(0.1, 1.0, size=n)
+    fast = bootstrap_means(x, seed=3, resamples=4_000)
+    slow = np.array([x[np.random.default_rng(100 + i).integers(0, n, n)].mean() for i in range(1_000)])
+    assert ks_2samp(fast, slow).pvalue > 0.001
+    assert fast.mean() == pytest.approx(x.mean(), abs=3 * x.std() / math.sqrt(n) / math.sqrt(4_000) + 1e-4)
+    assert fast.std() == pytest.approx(x.std() / math.sqrt(n), rel=0.06)
+
+
 def test_bootstrap_means_of_constant_data_are_that_constant():
     assert np.all(bootstrap_means(np.full(17, 0.25), seed=0, resamples=50) == 0.25)
 
