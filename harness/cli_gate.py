@@ -306,6 +306,10 @@ def verify(project: Any, store: Any, kinds: dict[str, str], row: dict[str, Any])
     from harness.policy import GatePolicy
 
     ev = row["evidence"]
+    if "policy" not in ev:  # a shadow or beta verdict: judged on the traffic of its day, not on pinned runs
+        raise TollgateInputError(f"decision {row['decision_id'][:12]} is a {ev.get('gate', 'traffic')} gate "
+                                 f"verdict; only offline gate decisions are recomputed from their pinned runs.",
+                                 field="--verify")
     pinned = list(ev.get("runs", []))
     policy = GatePolicy.model_validate(ev["policy"])
     from harness.overfit import project_probes

@@ -124,9 +124,14 @@ def test_the_demo_decisions_recompute_from_their_records(full_demo):
     root = full_demo[2]
     decisions = json.loads(run_cli("decisions", "--format", "json", cwd=root).stdout)
     assert {d["candidate"] for d in decisions} == {"candidate", "overfit"}
-    for d in decisions:
+    offline = [d for d in decisions if "policy" in d["evidence"]]
+    traffic = [d for d in decisions if d["evidence"].get("gate") in ("shadow", "beta")]
+    assert offline and traffic and len(offline) + len(traffic) == len(decisions)
+    for d in offline:
         check = run_cli("decisions", "--id", d["decision_id"], "--verify", cwd=root)
         assert check.returncode == 0 and "evidence identical" in check.stdout, check.stdout + check.stderr
+    check = run_cli("decisions", "--id", traffic[0]["decision_id"], "--verify", cwd=root)
+    assert check.returncode == 2 and "only offline gate decisions are recomputed" in check.stderr
 
 
 def test_shipped_general_suites_are_what_the_generator_writes(tmp_path):
