@@ -8,6 +8,7 @@ file is rejected whole: a suite is never half loaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,9 @@ class Example:
         return rec
 
 
-def read_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; any undecodable line is an input error."""
-    rows: list[tuple[int, dict[str, Any]]] = []
+def read_lines(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[tuple[int, str]]:
+    """(line number, text) of every line, decoded on its own so an error names its line: a line over
+    the size cap or not UTF-8 is an input error. Suites and traffic files share it."""
     try:
         f = path.open("rb")
     except FileNotFoundError:
@@ -58,33 +59,35 @@ def read_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[tupl
         while True:
             raw = f.readline(max_line_bytes + 1)
             if not raw:
-                break
+                return
             lineno += 1
             if len(raw) > max_line_bytes and not raw.endswith(b"\n"):
                 raise TollgateInputError(
-                    f"line is longer than {max_line_bytes:,} bytes; one example must stay under that size.",
-                    file=path, line=lineno,
-                    hint="Is this file really one JSON object per line?",
-                )
+                    f"line is longer than {max_line_bytes:,} bytes; one record must stay under that size.",
+                    file=path, line=lineno, hint="Is this file really one JSON object per line?")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise TollgateInputError(
                     f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
                     "save the file as UTF-8.", file=path, line=lineno) from None
-            if lineno == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise TollgateInputError(f"is not valid JSON: {exc.msg} at column {exc.colno}.",
-                                         file=path, line=lineno) from None
-            if not isinstance(obj, dict):
-                raise TollgateInputError(f"must be a JSON object, found {type(obj).__name__}.",
-                                         file=path, line=lineno)
-            rows.append((lineno, obj))
+            yield lineno, text[1:] if lineno == 1 and text.startswith("\ufeff") else text
+
+
+def read_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line; any undecodable line is an input error."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    for lineno, text in read_lines(path, max_line_bytes=max_line_bytes):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TollgateInputError(f"is not valid JSON: {exc.msg} at column {exc.colno}.",
+                                     file=path, line=lineno) from None
+        if not isinstance(obj, dict):
+            raise TollgateInputError(f"must be a JSON object, found {type(obj).__name__}.", file=path, line=lineno)
+        rows.append((lineno, obj))
     return rows
 
 

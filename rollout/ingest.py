@@ -158,21 +158,11 @@ def _stage(con: Any, path: Path, columns: tuple[str, ...]) -> list[str]:
 
 
 def _scan_for_error(path: Path) -> None:
-    """Find the exact line DuckDB could not read, and say what is wrong with it."""
-    with path.open("rb") as f:
-        lineno = 0
-        while True:
-            raw = f.readline(MAX_ROW_BYTES + 1)
-            if not raw:
-                return
-            lineno += 1
-            if len(raw) > MAX_ROW_BYTES and not raw.endswith(b"\n"):
-                raise TollgateInputError(f"is longer than {MAX_ROW_BYTES:,} bytes.", file=path, line=lineno)
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise TollgateInputError(f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x}); save the file as UTF-8.",
-                                         file=path, line=lineno) from None
+    """Find the exact line DuckDB could not read (not UTF-8, over the size cap) and say what is wrong."""
+    from harness.examples import read_lines
+
+    for _ in read_lines(path, max_line_bytes=MAX_ROW_BYTES):
+        pass
 
 
 # -- the schema, as SQL checks --------------------------------------------------------------------------
