@@ -65,9 +65,10 @@ def settings_for(model: ModelConfig, suite: Suite) -> GenerationSettings:
                    stop=tuple(o.stop) if o.stop is not None else g.stop)
 
 
-def output_key(suite: Suite, ex: Example, fingerprint: str, settings: GenerationSettings) -> str:
+def output_key(suite: Suite, ex: Example, fingerprint: str, settings: GenerationSettings,
+               prompt: str | None = None) -> str:
     """Same model, same request, same settings: the same answer, whichever suite asked."""
-    prompt = suite.render(ex)
+    prompt = suite.render(ex) if prompt is None else prompt
     if suite.task == "choice":
         return hash_obj("choice", fingerprint, prompt, suite.choices_for(ex), suite.spec.target_delimiter)
     return hash_obj("generate", fingerprint, prompt, settings.as_dict())
@@ -85,17 +86,18 @@ def plan(suite: Suite, fingerprint: str, settings: GenerationSettings,
     source = suite.source or suite
     by_id = {e.id: e for e in source.examples} if suite.has_behaviour else {}
     for ex in suite.examples:
-        okey = output_key(suite, ex, fingerprint, settings)
+        prompt = suite.render(ex)  # rendered once: it is both the request and part of the cache key
+        okey = output_key(suite, ex, fingerprint, settings, prompt)
         skey = None
         if ex.source_id is not None:
             skey = output_key(source, by_id[ex.source_id], fingerprint, source_settings or settings)
         if suite.task == "choice":
             target = suite.target_index(ex)
-            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, target, checks, skey), suite.render(ex),
+            items.append(_Item(ex, okey, hash_obj(okey, ex.hash, target, checks, skey), prompt,
                                suite.choices_for(ex), target, skey))
         else:
             rkey = hash_obj(okey, ex.hash, checks) if skey is None else hash_obj(okey, ex.hash, checks, skey)
-            items.append(_Item(ex, okey, rkey, suite.render(ex), source_key=skey))
+            items.append(_Item(ex, okey, rkey, prompt, source_key=skey))
     return items
 
 
