@@ -23,12 +23,19 @@ setup: $(STAMP)
 demo: setup
 	$(VENV)/bin/tollgate demo --dir tollgate-demo
 
+# the dashboard's browser tests drive Debian's chromium (Playwright's own browser download is not used)
 test: setup
 	$(VENV)/bin/ruff check .
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 	$(PY) -m pytest -q
 
 lint: setup
 	$(VENV)/bin/ruff check .
+
+# the benchmarks (bench/, run by hand: under 20 minutes; `$(PY) bench/run_all.py --smoke` checks them in seconds)
+.PHONY: bench
+bench: setup
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) tollgate-demo .pytest_cache .ruff_cache
