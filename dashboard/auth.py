@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from harness.policy import release_managers
+
 ALGORITHM = "pbkdf2_sha256"
 ITERATIONS = 600_000  # OWASP's 2023 figure for PBKDF2-HMAC-SHA256
-ENV_VAR = "TOLLGATE_RELEASE_MANAGERS"
 SESSION_KEY = "tollgate_user"
 _DUMMY = f"{ALGORITHM}${ITERATIONS}${'0' * 32}${'0' * 64}"
 
@@ -51,23 +51,6 @@ def verify_token(token: str, encoded: str) -> bool:
         return False
     got = hashlib.pbkdf2_hmac("sha256", token.encode(), salt.encode(), iterations).hex()
     return hmac.compare_digest(got, digest)
-
-
-def env_users(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Release managers from ``TOLLGATE_RELEASE_MANAGERS``: ``name=hash,name=hash`` (blanks ignored)."""
-    raw = (environ if environ is not None else os.environ).get(ENV_VAR, "")
-    out: dict[str, str] = {}
-    for item in raw.split(","):
-        name, sep, encoded = item.strip().partition("=")
-        if sep and name.strip() and encoded.strip():
-            out[name.strip()] = encoded.strip()
-    return out
-
-
-def release_managers(settings: Any, environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """name -> hash: the project file's ``dashboard.release_managers``, then the environment's."""
-    from_file = dict(getattr(settings, "release_managers", None) or {})
-    return from_file | env_users(environ)
 
 
 def check(name: str, token: str, settings: Any, environ: Mapping[str, str] | None = None) -> bool:

@@ -342,4 +342,5 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     for step, code in codes.items():
         say(f"  {step}: exit {code}")
     say(f"demo finished in {time.perf_counter() - t0:.0f} s; explore with: cd {directory} && tollgate results")
+    say(f"open the dashboard on this store with: tollgate --project {directory} dashboard")
     return rows

@@ -6,7 +6,9 @@ the store.
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -136,3 +138,24 @@ class DashboardSettings(_Strict):
     """
 
     release_managers: dict[str, str] = Field({}, description="user name -> 'pbkdf2_sha256$iterations$salt$hash'")
+
+
+RELEASE_MANAGERS_ENV = "TOLLGATE_RELEASE_MANAGERS"
+
+
+def env_release_managers(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Release managers from ``TOLLGATE_RELEASE_MANAGERS``: ``name=hash,name=hash`` (blanks ignored)."""
+    raw = (environ if environ is not None else os.environ).get(RELEASE_MANAGERS_ENV, "")
+    out: dict[str, str] = {}
+    for item in raw.split(","):
+        name, sep, encoded = item.strip().partition("=")
+        if sep and name.strip() and encoded.strip():
+            out[name.strip()] = encoded.strip()
+    return out
+
+
+def release_managers(settings: Any, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """name -> hash: the project file's ``dashboard.release_managers``, then the environment's, which wins
+    for a name in both. One list serves the dashboard's login and ``rollout advance/rollback``."""
+    from_file = dict(getattr(settings, "release_managers", None) or {})
+    return from_file | env_release_managers(environ)

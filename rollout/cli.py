@@ -33,14 +33,11 @@ def _actor(args: argparse.Namespace) -> str:
 def _release_manager(project: Any, args: argparse.Namespace) -> str:
     """The actor of a stage change: --actor or the OS user, who must be a release manager when the
     project names any (``dashboard.release_managers`` or ``TOLLGATE_RELEASE_MANAGERS``)."""
-    import os
-
     from harness.errors import TollgateInputError
+    from harness.policy import release_managers
 
     actor = _actor(args)
-    allowed = set(project.dashboard.release_managers)
-    env = os.environ.get("TOLLGATE_RELEASE_MANAGERS", "")
-    allowed |= {part.split("=", 1)[0].strip() for part in env.split(",") if part.strip()}
+    allowed = set(release_managers(project.dashboard))
     if allowed and actor not in allowed:
         raise TollgateInputError(f"'{actor}' is not a release manager of this project (they are: "
                                  f"{', '.join(sorted(allowed))}); stage changes are theirs to make.", field="--actor")

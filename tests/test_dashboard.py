@@ -127,13 +127,13 @@ def test_wrong_token_unknown_name_and_malformed_hash_are_refused():
 
 
 def test_release_managers_from_the_environment_add_to_and_override_the_project_file():
-    from dashboard.auth import check, env_users, hash_token, is_release_manager
-    from harness.policy import DashboardSettings
+    from dashboard.auth import check, hash_token, is_release_manager
+    from harness.policy import DashboardSettings, env_release_managers
 
     settings = DashboardSettings(release_managers={"ana": hash_token("old", iterations=FAST)})
     env = {"TOLLGATE_RELEASE_MANAGERS": f"ana={hash_token('new', iterations=FAST)}, "
                                         f"bo={hash_token('b', iterations=FAST)},junk"}
-    assert set(env_users(env)) == {"ana", "bo"}
+    assert set(env_release_managers(env)) == {"ana", "bo"}
     assert check("bo", "b", settings, env)
     assert check("ana", "new", settings, env) and not check("ana", "old", settings, env)
     assert is_release_manager("bo", settings, env) and not is_release_manager("cy", settings, env)
