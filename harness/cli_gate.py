@@ -143,14 +143,10 @@ def current_versions(project: Any, models: list[str]) -> dict[str, dict[str, str
     """Today's fingerprints of these models and content hashes of every suite: results made by
     other weights or on another suite version must not decide a gate."""
     from harness.adapters import adapters
-    from harness.suites import load_suite
+    from harness.suite_hashes import CACHE_FILE, suite_hashes
 
     fps = {m: adapters.get(project.models[m].adapter).fingerprint(project.models[m]) for m in models}
-    suites = {}
-    for d in project.suite_dirs:
-        suite = load_suite(d)
-        suites[suite.name] = suite.content_hash
-    return {"models": fps, "suites": suites}
+    return {"models": fps, "suites": suite_hashes(project.suite_dirs, project.store_path.parent / CACHE_FILE)}
 
 
 def _probes_if_asked(project: Any) -> list[Any] | None:

@@ -8,6 +8,7 @@ imported inside the functions, never at start-up.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Literal
@@ -23,6 +24,7 @@ from harness.adapters.base import (
     truncate_at_stop,
 )
 from harness.adapters.hf_loading import check_weights, hf_fingerprint, load_pretrained, set_threads
+from harness.adapters.hf_shared_context import group_by_context, shared_context_loglikelihoods
 from harness.hashing import hash_obj
 
 
@@ -33,6 +35,7 @@ class HFCausalOptions(StrictOptions):
     max_length: int | None = None
     allow_unsafe_weights: bool = False
     trust_remote_code: bool = False
+    shared_context: bool = True  # run a context shared by several options once (choice tasks)
 
 
 def _stop_criteria(tok, prompt_width: int, stops: Sequence[str]):
@@ -162,7 +165,7 @@ class HFCausalModel:
     def loglikelihood(self, requests: Sequence[tuple[str, str]],
                       progress: ProgressFn | None = None) -> list[Loglikelihood]:
         torch = self.torch
-        encoded = []
+        encoded, pairs = [], []
         for context, continuation in requests:
             if context == "":  # lm-eval: the prefix token (BOS or EOS) stands in for the context
                 cont = self.tokenizer.encode(continuation, add_special_tokens=False)
@@ -174,8 +177,21 @@ class HFCausalModel:
                     ctx = [self.prefix_token_id]
             seq = (ctx + cont)[-(self.max_length + 1):][:-1]
             encoded.append((seq, cont))
-        order = sorted(range(len(requests)), key=lambda i: -len(encoded[i][0]))
+            pairs.append((ctx, cont))
         out: list[Loglikelihood | None] = [None] * len(requests)
+        shared = self._shared_groups(pairs)
+        if shared:
+            try:
+                scored = shared_context_loglikelihoods(self.model, pairs, shared, pad=self.tokenizer.pad_token_id,
+                                                       rows_per_batch=4 * self.opts.batch_size, progress=progress)
+            except TypeError as exc:  # a model class without position ids, a cache or logits_to_keep
+                print(f"note: this model cannot reuse a shared context ({exc}); scoring pair by pair.",
+                      file=sys.stderr)
+                self.opts.shared_context = False
+                scored = {}
+            for i, ll in scored.items():
+                out[i] = ll
+        order = sorted((i for i in range(len(requests)) if out[i] is None), key=lambda i: -len(encoded[i][0]))
         bs = self.opts.batch_size
         pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), bs):
@@ -204,12 +220,20 @@ class HFCausalModel:
                 progress(len(idx))
         return [x for x in out if x is not None]
 
+    def _shared_groups(self, pairs: list[tuple[list[int], list[int]]]) -> list[list[int]]:
+        """Requests that share their context with another and fit untruncated: scored with the context
+        run once (``shared_context=False`` in the options turns this off)."""
+        if not self.opts.shared_context:
+            return []
+        fits = [(c, t) if t and len(c) + len(t) <= self.max_length + 1 else ((-1,), t) for c, t in pairs]
+        return [g for key, g in group_by_context(fits).items() if len(g) > 1 and key != (-1,)]
+
     def close(self) -> None:
         self.model = None
 
 
 def _fingerprint(cfg: ModelConfig) -> str:
-    return hf_fingerprint(cfg, ignore=("batch_size", "threads"))
+    return hf_fingerprint(cfg, ignore=("batch_size", "threads", "shared_context"))
 
 
 @register_adapter("hf-causal", options=HFCausalOptions, fingerprint=_fingerprint,
