@@ -8,29 +8,16 @@ data always prints the same interval.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+
+from harness.estimates import Estimate
 
 DEFAULT_SEED = 20261126
 N_RESAMPLES = 2000
 BOOTSTRAP_RESAMPLES = 10_000  # the gate's paired comparisons
 LARGE_N, BINS = 50_000, 512  # above LARGE_N examples, continuous values are resampled by bin
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A metric's value with its confidence interval, its n and how the interval was made."""
-
-    value: float
-    low: float
-    high: float
-    n: int
-    method: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def z_value(confidence: float) -> float:

@@ -10,10 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from harness import store as st
-from harness.intervals import Estimate, estimate, micro_f1
+from harness.estimates import Estimate
 
 
 @dataclass
@@ -105,6 +103,10 @@ def save_summary(con: Any, run_id: str) -> None:
 def _compute(con: Any, runs: list[dict[str, Any]]) -> list[MetricRow]:
     if not runs:
         return []
+    import numpy as np  # only for runs without a stored summary: reading summaries needs no numpy
+
+    from harness.intervals import estimate, micro_f1
+
     cols = st.metric_values(con, [r["run_id"] for r in runs])  # sorted by run, then metric
     run_ids = np.asarray(cols["run_id"], dtype=object)
     metrics = np.asarray(cols["metric"], dtype=object)
