@@ -262,6 +262,14 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:  # a full disk or a read-only store is the user's to fix: no traceback
+        from harness.store import STORAGE_HINT, storage_problem
+
+        problem = storage_problem(exc)
+        if problem is None:
+            raise
+        print(f"error: cannot write: {problem}. {STORAGE_HINT}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

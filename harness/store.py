@@ -10,10 +10,12 @@ All SQL lives here and takes its values as parameters.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import random
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -110,6 +112,28 @@ def _is_lock_error(exc: Exception) -> bool:
     return any(m in str(exc) for m in LOCK_MARKERS)
 
 
+# What the operating system answers when a write cannot happen for a reason the user fixes: no space,
+# a quota or file size limit, no permission, a read-only file system.
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS)
+STORAGE_HINT = ("The disk is full, a quota or file size limit was hit, or the store or its folder is read-only. "
+                "Nothing already stored is lost (every batch is one transaction): free space or fix the "
+                "permissions, then run the same command again to resume.")
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """The first line of a DuckDB or OS error that says the disk or its permissions refused a write,
+    or None for any other error (those are bugs, and keep their traceback)."""
+    duckdb = sys.modules.get("duckdb")
+    if isinstance(exc, OSError):
+        if exc.errno not in STORAGE_ERRNOS:
+            return None
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else (exc.strerror or str(exc))
+    if duckdb is not None and isinstance(exc, duckdb.Error):
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return text if any(os.strerror(e) in text for e in STORAGE_ERRNOS) else None
+    return None
+
+
 class Store:
     """One DuckDB file. Open a short transaction with :meth:`write`, a snapshot with :meth:`read`."""
 
@@ -147,8 +171,8 @@ class Store:
                 return open_()
             except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
                 if not _is_lock_error(exc):
-                    raise TollgateInputError(f"cannot open the store: {str(exc).splitlines()[0]}",
-                                             file=self.path) from None
+                    raise TollgateInputError(f"cannot open the store: {str(exc).splitlines()[0]}.", file=self.path,
+                                             hint=STORAGE_HINT if storage_problem(exc) else None) from None
                 if time.monotonic() > deadline:
                     raise StoreBusyError(
                         f"the store {self.path} stayed locked by another process for "

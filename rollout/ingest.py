@@ -328,10 +328,10 @@ def _insert(con: Any, store: st.Store, path: Path, kind: str) -> int:
             before = con.execute(f"SELECT count(*) FROM s.{kind}").fetchall()[0][0]
             con.execute(sql, [path.name, now])
             stored = con.execute(f"SELECT count(*) FROM s.{kind}").fetchall()[0][0] - before
-            con.commit()
         except BaseException:
             con.rollback()
             raise
+        con.commit()  # a commit that fails (a full disk) ends the transaction itself, stored or not
     return stored
 
 

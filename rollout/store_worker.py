@@ -7,6 +7,8 @@ re-reads the stage assignment every ``refresh_s``, and answers reads (``/verdict
 futures. A user's row waits for room (backpressure) and is never dropped; a shadow row that finds
 the queue full is dropped and counted. A failed write keeps its batch and retries; on shutdown
 what cannot be written goes to JSONL files that ``tollgate traffic|feedback ingest`` accept.
+Every queued row is first appended to a journal (``rollout.journal``), so a router killed with rows
+still queued loses none: the next router on the store stores them before it serves.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from harness import store as st
+from rollout.journal import Journal, journal_dir, replay_orphans
 from rollout.records import insert_feedback, insert_traffic
 from rollout.stages import Assignment, assignment
 
@@ -60,8 +63,14 @@ class StoreWorker:
         self.last_ok = 0.0
         self.last_error: str | None = None
         self.first_refresh: Future[Assignment] = Future()
+        self.journal: Journal | None = None
 
     def start(self) -> None:
+        try:
+            self.journal = Journal(journal_dir(self.store))
+        except OSError as exc:  # serving matters more; say what is at risk
+            print(f"tollgate serve: cannot keep a journal in {journal_dir(self.store)} ({exc}); rows still "
+                  f"queued when the router is killed would be lost.", file=sys.stderr, flush=True)
         self._thread.start()
 
     @property
@@ -86,6 +95,8 @@ class StoreWorker:
                     if not self._thread.is_alive():
                         raise RuntimeError("the store thread has stopped")
                     self._space.wait(1.0)
+            if self.journal is not None:
+                self.journal.append(kind, row)  # before the user is answered: a kill cannot lose it
             self._rows.append((kind, row))
             self._work.notify()
         return True
@@ -114,9 +125,12 @@ class StoreWorker:
             self._closing = True
             self._work.notify()
         self._thread.join()
+        if self.journal is not None:
+            self.journal.close()
 
     # -- the thread ---------------------------------------------------------------------------
     def _run(self) -> None:
+        self._recover()
         batch: list[tuple[str, dict[str, Any]]] = []
         first_at = retry_at = next_refresh = 0.0
         failures = 0
@@ -151,6 +165,9 @@ class StoreWorker:
                 next_refresh = time.monotonic() + self.refresh_s
             if flush:
                 if self._write(batch):
+                    if self.journal is not None:
+                        with self._lock:
+                            self.journal.mark_committed(len(batch))
                     batch, failures = [], 0
                 else:
                     failures += 1
@@ -168,6 +185,20 @@ class StoreWorker:
                         fut.set_exception(RuntimeError("the store thread has stopped"))
                     self._calls.clear()
                 return
+
+    def _recover(self) -> None:
+        """Store the journaled rows of routers that died on this store, before serving."""
+        try:
+            if not self.store.path.exists():
+                self.store.migrate()
+            found, stored = replay_orphans(self.store)
+        except Exception as exc:  # the journals stay for the next start; serving goes on
+            self._failed(exc)
+            return
+        if found:
+            self.counters.add("log.recovered", stored)
+            print(f"tollgate serve: stored {stored} row(s) journaled by a router that stopped before writing them "
+                  f"({found - stored} of its journal were already stored).", file=sys.stderr, flush=True)
 
     def _call(self, fut: Future[Any], fn: Callable[[], Any]) -> None:
         if not fut.set_running_or_notify_cancel():
