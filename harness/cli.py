@@ -70,6 +70,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.executors import executor_from_args
     from harness.project import check_model_paths
     from harness.report import stored_results
     from harness.runner import run_suites
@@ -79,9 +80,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     project.model(args.model)
     check_model_paths(project, only=args.model)
     suites = _load_suites(project, args.suite, with_sources=True)
+    executor = executor_from_args(args)
     store = Store(project.store_path)
-    outcomes = run_suites(project, args.model, suites, store, stage=args.stage,
-                          show_progress=not args.no_progress, commit_every=args.commit_every)
+    try:
+        outcomes = run_suites(project, args.model, suites, store, stage=args.stage, executor=executor,
+                              show_progress=not args.no_progress, commit_every=args.commit_every)
+    finally:
+        executor.close()
     rows = [r for r in stored_results(store, model=args.model, suites=[o.suite for o in outcomes])
             if r.run_id in {o.run_id for o in outcomes}]
     _emit(rows, args.format, title=f"{args.model}: this run")
@@ -176,6 +181,8 @@ def _table(rows: list[Any], title: str) -> None:
 
 # -- parser -------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
+    from harness.executors import add_executor_arguments
+
     p = argparse.ArgumentParser(
         prog="tollgate",
         description="Evaluate fine-tuned LLMs, store every result, and gate their promotion.",
@@ -201,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--commit-every", type=int, default=32, metavar="N",
                    help="examples per committed batch (default 32)")
+    add_executor_arguments(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("results", help="stored results per suite with 95%% confidence intervals")
@@ -219,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json", "csv"), default="table")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--commit-every", type=int, default=32, metavar="N")
+    add_executor_arguments(s)
     s.set_defaults(func=cmd_baseline)
 
     s = sub.add_parser("export-lm-eval", help="write a choice or generate suite as an lm-eval task folder")

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,9 +21,10 @@ from typing import Any
 from harness import store as st
 from harness.adapters import adapters
 from harness.adapters.base import Generation, GenerationSettings, Model, ModelConfig
-from harness.checks import CheckResult, Sample, pick_choice
+from harness.checks import CheckResult, Sample
 from harness.errors import TollgateInputError
 from harness.examples import Example
+from harness.executors import Executor, LocalExecutor, Work
 from harness.hashing import hash_obj
 from harness.project import Project
 from harness.report import finish_run
@@ -156,28 +157,10 @@ def score(suite: Suite, item: _Item, gen: Generation,
     return row, scores
 
 
-def _answer(model: Model, suite: Suite, items: list[_Item], settings: GenerationSettings,
-            progress: Callable[[int], None]) -> list[Generation]:
-    if suite.task == "generate":
-        return model.generate([it.prompt for it in items], settings, progress=progress)
-    pairs, spans = [], []
-    for it in items:
-        spans.append((len(pairs), len(pairs) + len(it.choices or [])))
-        pairs.extend((it.prompt, suite.spec.target_delimiter + c) for c in it.choices or [])
-    lls = model.loglikelihood(pairs)
-    out = []
-    for it, (a, b) in zip(items, spans, strict=True):
-        mine = lls[a:b]
-        err = next((ll.error for ll in mine if ll.error), None)
-        lps = [ll.logprob for ll in mine]
-        if err:
-            out.append(Generation(None, sum(ll.latency_ms for ll in mine), error=err))
-            continue
-        out.append(Generation(it.choices[pick_choice(lps, it.choices)], sum(ll.latency_ms for ll in mine),
-                              details={"logprobs": lps, "is_greedy": [ll.is_greedy for ll in mine],
-                                       "n_tokens": [ll.n_tokens for ll in mine]}))
-    progress(len(items))
-    return out
+def _work(suite: Suite, items: list[_Item], settings: GenerationSettings) -> Work:
+    """A chunk's request to the model, as plain data any executor (here or a Ray actor) can answer."""
+    choices = tuple(tuple(it.choices or ()) for it in items) if suite.task == "choice" else None
+    return Work(suite.task, tuple(it.prompt for it in items), settings, choices, suite.spec.target_delimiter)
 
 
 @contextmanager
@@ -237,8 +220,11 @@ def default_stage(cfg: ModelConfig) -> str:
 
 def run_suites(project: Project, model_name: str, suites: list[Suite], store: st.Store, *,
                stage: str | None = None, show_progress: bool = True,
-               commit_every: int = DEFAULT_COMMIT_EVERY) -> list[RunOutcome]:
-    """Evaluate one model on the given (already validated) suites; returns one outcome per suite."""
+               commit_every: int = DEFAULT_COMMIT_EVERY, executor: Executor | None = None) -> list[RunOutcome]:
+    """Evaluate one model on the given (already validated) suites; returns one outcome per suite.
+
+    ``executor`` answers the chunks (default: here, one after another); whoever passes one closes it.
+    """
     if commit_every < 1:
         raise TollgateInputError(f"must be at least 1, got {commit_every}.", field="--commit-every")
     cfg = project.model(model_name)
@@ -264,14 +250,15 @@ def run_suites(project: Project, model_name: str, suites: list[Suite], store: st
 
                     outcomes.append(run_lm_eval_suite(handle, suite, store, stage))
                 else:
-                    outcomes.append(_run_one(handle, suite, store, stage, show_progress, commit_every))
+                    outcomes.append(_run_one(handle, suite, store, stage, show_progress, commit_every,
+                                             executor or LocalExecutor()))
     finally:
         handle.close()
     return outcomes
 
 
 def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, show_progress: bool,
-             commit_every: int) -> RunOutcome:
+             commit_every: int, executor: Executor) -> RunOutcome:
     from tqdm import tqdm
 
     cfg = handle.cfg
@@ -297,9 +284,11 @@ def _run_one(handle: ModelHandle, suite: Suite, store: st.Store, stage: str, sho
     status = "failed"
     try:
         pending = _rescore_stored(suite, store, run_id, pending, bar)
-        for start in range(0, len(pending), commit_every):
-            chunk = pending[start:start + commit_every]
-            gens = _answer(handle.get(), suite, chunk, settings, bar.update)
+        # two waves: every source chunk is answered and committed before a behavioural one is scored
+        plain = [it for it in pending if it.source_key is None]
+        waves = [[(part[i:i + commit_every], _work(suite, part[i:i + commit_every], settings))
+                  for i in range(0, len(part), commit_every)] for part in (plain, pending[len(plain):])]
+        for chunk, gens in executor.answer(handle, waves, bar.update):
             fresh = {it.output_key: g.text for it, g in zip(chunk, gens, strict=True) if g.error is None}
             sources = _source_outputs(store, chunk, fresh)
             rows, scores = [], []

@@ -68,10 +68,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 # -- shadow -----------------------------------------------------------------------------------------------
 def cmd_shadow_replay(args: argparse.Namespace) -> int:
+    from harness.executors import executor_from_args
     from rollout.shadow import replay
 
     project, store = _ctx(args)
-    out = replay(project, store, args.model, limit=args.limit, show_progress=not args.no_progress)
+    executor = executor_from_args(args)
+    try:
+        out = replay(project, store, args.model, limit=args.limit, show_progress=not args.no_progress,
+                     executor=executor)
+    finally:
+        executor.close()
     print(f"shadow replay {out.model}: {out.answered:,} of {out.requests:,} logged production requests answered "
           f"({out.errors} errors) in {out.duration_s:.1f} s; {out.already:,} were answered before.")
     return EXIT_OK
@@ -290,6 +296,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model")
     p.add_argument("--limit", type=int)
     p.add_argument("--no-progress", action="store_true")
+    from harness.executors import add_executor_arguments
+
+    add_executor_arguments(p)
     p.set_defaults(func=cmd_shadow_replay)
     p = ss.add_parser("report", help="paired comparison with production and the shadow gate's verdict")
     p.add_argument("model")

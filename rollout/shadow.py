@@ -47,11 +47,13 @@ class ReplayOutcome:
 
 
 def replay(project: Any, store: st.Store, model: str, *, limit: int | None = None, show_progress: bool = True,
-           batch: int = BATCH) -> ReplayOutcome:
+           batch: int = BATCH, executor: Any = None) -> ReplayOutcome:
     """Run ``model`` on logged production requests it has not answered yet, committing per batch,
-    so a killed replay resumes where it stopped."""
+    so a killed replay resumes where it stopped. ``executor`` answers the batches (default: here;
+    ``harness.executors``), and this process alone writes them."""
     from tqdm import tqdm
 
+    from harness.executors import LocalExecutor, Work
     from harness.runner import ModelHandle, settings_for
 
     cfg = project.model(model)
@@ -79,10 +81,10 @@ def replay(project: Any, store: st.Store, model: str, *, limit: int | None = Non
     answered = errors = 0
     bar = tqdm(total=len(todo), unit="req", desc=f"shadow · {model}", file=sys.stderr, disable=not show_progress,
                dynamic_ncols=True)
+    waves = [[(todo[i:i + batch], Work("generate", tuple(prompts[i:i + batch]), settings))
+              for i in range(0, len(todo), batch)]]
     try:
-        for start in range(0, len(todo), batch):
-            chunk = todo[start:start + batch]
-            gens = handle.get().generate(prompts[start:start + batch], settings)
+        for chunk, gens in (executor or LocalExecutor()).answer(handle, waves, lambda n: None):
             rows = [traffic_row(rid, model, "shadow", json.loads(raw), g.text, user_id=user, latency_ms=g.latency_ms,
                                 prompt_tokens=g.prompt_tokens, completion_tokens=g.completion_tokens,
                                 error=g.error, source="replay")

@@ -149,14 +149,14 @@ def test_editing_a_python_check_rescores_instead_of_serving_stale_scores(echo_pr
 def test_a_run_that_crashes_is_recorded_as_failed_not_completed(echo_project, monkeypatch, capsys):
     import pytest
 
-    from harness import runner
+    from harness import executors
 
     monkeypatch.chdir(echo_project)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(runner, "_answer", broken)
+    monkeypatch.setattr(executors, "answer_work", broken)
     with pytest.raises(RuntimeError):
         main(["run", "--model", "echo", "--no-progress"])
     assert _q(echo_project, "SELECT status, n_done FROM runs") == [("failed", 0)]

@@ -1,6 +1,7 @@
 """``openai``: any OpenAI-compatible HTTP endpoint (chat or completions) as a model.
 
-Requests run concurrently up to ``concurrency``; timeouts, connection errors, 429 and 5xx are
+Requests run concurrently up to ``concurrency``, also across the chunks a run commits (a model
+with ``max_in_flight`` lets the executor overlap chunks); timeouts, connection errors, 429 and 5xx are
 retried with exponential backoff (honouring ``Retry-After``). An example that still fails is
 stored as an error for that example: one flaky request must not throw away a whole run.
 The endpoint's weights cannot be hashed, so the fingerprint covers the URL, the remote model
@@ -73,6 +74,10 @@ class OpenAIModel:
         self.client = httpx.Client(headers=headers, timeout=self.opts.timeout_s,
                                    limits=httpx.Limits(max_connections=self.opts.concurrency))
         self._lock = threading.Lock()
+        # one pool for the model's life: chunks answered at the same time (the local executor overlaps
+        # them) share it, so ``concurrency`` requests stay in flight across chunk boundaries, never more
+        self.max_in_flight = self.opts.concurrency
+        self._pool = ThreadPoolExecutor(max_workers=self.opts.concurrency, thread_name_prefix="tollgate-http")
 
     def _payload(self, prompt: str, s: GenerationSettings) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.opts.model, "max_tokens": s.max_new_tokens,
@@ -146,14 +151,14 @@ class OpenAIModel:
                     progress(1)
             return g
 
-        with ThreadPoolExecutor(max_workers=self.opts.concurrency) as pool:
-            return list(pool.map(one, prompts))
+        return list(self._pool.map(one, prompts))
 
     def loglikelihood(self, requests: Sequence[tuple[str, str]],
                       progress: ProgressFn | None = None) -> list[Loglikelihood]:
         raise NotImplementedError("the openai adapter does not provide log-likelihoods")
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()
 
 
