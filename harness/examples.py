@@ -16,6 +16,7 @@ from typing import Any
 from harness.behaviour import Directional, parse_directional
 from harness.errors import TollgateInputError
 from harness.hashing import hash_obj
+from harness.yamlfile import field_path, printable_errors, show
 
 MAX_LINE_BYTES = 1 << 20  # 1 MiB: an example bigger than this is almost surely a broken export
 FIELDS = ("id", "input", "expected", "tags", "invariant_to", "directional")
@@ -54,6 +55,12 @@ def read_lines(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> Iterator[
         f = path.open("rb")
     except FileNotFoundError:
         raise TollgateInputError("data file not found.", file=path) from None
+    except IsADirectoryError:
+        raise TollgateInputError("is a directory, expected a data file.", file=path) from None
+    except OSError as exc:
+        raise TollgateInputError(f"cannot read: {exc.strerror}.", file=path) from None
+    except ValueError:  # a NUL in the name
+        raise TollgateInputError("is not a usable file name.", file=path) from None
     with f:
         lineno = 0
         while True:
@@ -83,10 +90,23 @@ def read_jsonl(path: Path, *, max_line_bytes: int = MAX_LINE_BYTES) -> list[tupl
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise TollgateInputError(f"is not valid JSON: {exc.msg} at column {exc.colno}.",
+            raise TollgateInputError(f"is not valid JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}.",
                                      file=path, line=lineno) from None
+        except ValueError as exc:  # a number past Python's 4300-digit limit
+            raise TollgateInputError(f"is not usable JSON: {exc}.", file=path, line=lineno) from None
+        except RecursionError:
+            raise TollgateInputError("is not usable JSON: it is nested too deeply.", file=path, line=lineno) from None
         if not isinstance(obj, dict):
             raise TollgateInputError(f"must be a JSON object, found {type(obj).__name__}.", file=path, line=lineno)
+        if "\\u" in text:  # an escape may decode to a lone surrogate, which no UTF-8 file or store can hold
+            try:
+                json.dumps(obj, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise TollgateInputError(f"holds the escape {exc.object[exc.start]!a}, a lone surrogate, which is "
+                                         "not valid Unicode.", file=path, line=lineno) from None
+            except RecursionError:
+                raise TollgateInputError("is not usable JSON: it is nested too deeply.", file=path,
+                                         line=lineno) from None
         rows.append((lineno, obj))
     return rows
 
@@ -148,8 +168,12 @@ def validate_rows(path: Path, rows: list[tuple[int, dict[str, Any]]]) -> list[Ex
         for f in REQUIRED:
             if f not in obj:
                 unknown = sorted(set(obj) - set(FIELDS))
-                hint = f" (found unknown field '{unknown[0]}': a typo?)" if unknown else ""
+                hint = f" (found unknown field {show(unknown[0])}: a typo?)" if unknown else ""
                 raise TollgateInputError(f"is required but missing{hint}.", file=path, line=ln, field=f)
+        ex_id = obj["id"]  # checked here too: a list or an object as id would break the uniqueness check
+        if not (isinstance(ex_id, str) or (isinstance(ex_id, int) and not isinstance(ex_id, bool)) or ex_id is None):
+            raise TollgateInputError(f"must be a non-empty string or an integer; got {show(ex_id)}.", file=path,
+                                     line=ln, field="id")
     import pandera.pandas as pa
 
     df = _frame(rows)
@@ -182,16 +206,17 @@ def _schema_error(path: Path, fc: Any, lines: list[int], rows: list[tuple[int, d
         col, check, case, idx = rec["column"], str(rec["check"]), rec["failure_case"], rec["index"]
         if check == "column_in_schema":
             ln = next((ln for ln, obj in rows if case in obj), lines[0])
-            problems.append((ln, str(case), f"unknown field (allowed: {', '.join(FIELDS)})."))
+            problems.append((ln, field_path((case,)) or "", f"unknown field (allowed: {', '.join(FIELDS)})."))
         elif check == "field_uniqueness":
             dup_lines = [lines[i] for i, (_, obj) in enumerate(rows) if str(obj.get("id")) == str(case)]
             problems.append((dup_lines[-1] if dup_lines else lines[0], "id",
-                             f"duplicate id {case!r} (lines {', '.join(map(str, dup_lines))}); ids must be unique."))
+                             f"duplicate id {show(case)} (lines {', '.join(map(str, dup_lines[:5]))}"
+                             f"{', …' if len(dup_lines) > 5 else ''}); ids must be unique."))
         elif check == "not_nullable":
             problems.append((lines[int(idx)] if idx is not None and idx == idx else lines[0], str(col),
                              "must not be null."))
         elif idx is not None and idx == idx:  # not NaN
-            problems.append((lines[int(idx)], str(col), f"{check}; got {case!r}."))
+            problems.append((lines[int(idx)], str(col), f"{check}; got {show(case)}."))
         else:
             problems.append((lines[0], str(col), f"{check}."))
     problems = sorted(set(problems))
@@ -203,5 +228,6 @@ def _schema_error(path: Path, fc: Any, lines: list[int], rows: list[tuple[int, d
     return TollgateInputError(msg, file=path, line=ln, field=field)
 
 
+@printable_errors()
 def load_examples(path: Path) -> list[Example]:
     return validate_rows(path, read_jsonl(path))

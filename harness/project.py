@@ -11,19 +11,28 @@ import importlib
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from harness.adapters import adapters
 from harness.adapters.base import GenerationSettings, ModelConfig
 from harness.errors import TollgateInputError
 from harness.policy import DashboardSettings, GatePolicy, RolloutPolicy
-from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
+from harness.yamlfile import Name, PathText, YamlDoc, load_yaml, one_line, printable_errors, pydantic_error, show
 
 PROJECT_FILE = "tollgate.yaml"
 DEFAULT_STORE = ".tollgate/tollgate.duckdb"
 ROLES = ("base", "candidate", "production", "other")
+
+
+def _module_name(value: str) -> str:
+    if not all(part.isidentifier() for part in value.split(".")):
+        raise ValueError("must be a module name: Python identifiers joined by dots, e.g. myplugins.checks")
+    return value
+
+
+ModuleName = Annotated[str, AfterValidator(_module_name)]
 
 
 class _Strict(BaseModel):
@@ -39,22 +48,22 @@ class GenerationEntry(_Strict):
 
 
 class ModelEntry(_Strict):
-    adapter: str
-    path: str | None = None
+    adapter: Name
+    path: PathText | None = None
     url: str | None = None
     role: Literal["base", "candidate", "production", "other"] = "other"
     version: str | None = None
     description: str | None = None
-    training_data: str | None = None
+    training_data: PathText | None = None
     generation: GenerationEntry = GenerationEntry()
     options: dict[str, Any] = {}
 
 
 class ProjectEntry(_Strict):
-    store: str = DEFAULT_STORE
-    models: dict[str, ModelEntry]
-    suites: list[str] = ["suites/*"]
-    plugins: list[str] = []
+    store: PathText = DEFAULT_STORE
+    models: dict[Name, ModelEntry]
+    suites: list[PathText] = ["suites/*"]
+    plugins: list[ModuleName] = []
     gate: GatePolicy = GatePolicy()
     rollout: RolloutPolicy = RolloutPolicy()
     dashboard: DashboardSettings = DashboardSettings()
@@ -103,6 +112,7 @@ def find_project(start: Path | None = None, explicit: str | Path | None = None) 
     )
 
 
+@printable_errors()
 def load_project(path: Path) -> Project:
     """Parse and check ``tollgate.yaml``: keys, types, adapters and their options, paths."""
     doc = load_yaml(path)
@@ -128,7 +138,7 @@ def load_project(path: Path) -> Project:
             if not m.path:
                 raise TollgateInputError(f"adapter '{m.adapter}' needs a 'path' to a model directory.",
                                          file=path, line=doc.line_of(loc), field=f"models.{name}.path")
-            model_path = (root / m.path).resolve()
+            model_path = _resolve(root, m.path, doc, (*loc, "path"))
         elif spec.needs == "url" and not m.url:
             raise TollgateInputError(f"adapter '{m.adapter}' needs a 'url' (an OpenAI-compatible endpoint).",
                                      file=path, line=doc.line_of(loc), field=f"models.{name}.url")
@@ -138,22 +148,31 @@ def load_project(path: Path) -> Project:
             version=m.version, root=root,
             generation=GenerationSettings(g.max_new_tokens, g.temperature, g.top_p, tuple(g.stop), g.seed),
         )
-        training[name] = (root / m.training_data).resolve() if m.training_data else None
+        training[name] = _resolve(root, m.training_data, doc, (*loc, "training_data")) if m.training_data else None
 
     suite_dirs: list[Path] = []
     for i, pattern in enumerate(entry.suites):
         matches = sorted(Path(p) for p in glob.glob(str(root / pattern)))
         dirs = [p for p in matches if (p / "suite.yaml").is_file()]
         if not dirs and not any(ch in pattern for ch in "*?["):
-            raise TollgateInputError(f"'{pattern}' is not a folder holding a suite.yaml.",
+            raise TollgateInputError(f"{show(pattern)} is not a folder holding a suite.yaml.",
                                      file=path, line=doc.line_of(("suites", i)), field=f"suites[{i}]")
         suite_dirs.extend(d.resolve() for d in dirs if d.resolve() not in suite_dirs)
 
-    return Project(path=path, root=root, store_path=(root / entry.store).resolve(), models=models,
+    return Project(path=path, root=root, store_path=_resolve(root, entry.store, doc, ("store",)), models=models,
                    training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate, rollout=entry.rollout,
                    dashboard=entry.dashboard)
 
 
+def _resolve(root: Path, text: str, doc: YamlDoc, loc: tuple[Any, ...]) -> Path:
+    try:
+        return (root / text).resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a name the OS refuses
+        raise TollgateInputError(f"cannot use {show(text)} as a path: {one_line(str(exc))}.", file=doc.path,
+                                 line=doc.line_of(loc), field=".".join(map(str, loc))) from None
+
+
+@printable_errors()
 def check_model_paths(project: Project, only: str | None = None) -> None:
     """Model directories and training files must exist (of every model, or of ``only`` that one)."""
     for name, cfg in project.models.items():
@@ -182,5 +201,9 @@ def _import_plugins(modules: list[str], doc: YamlDoc, root: Path) -> None:
         try:
             importlib.import_module(mod)
         except ImportError as exc:
-            raise TollgateInputError(f"cannot import plugin module '{mod}': {exc}.", file=doc.path,
+            raise TollgateInputError(f"cannot import plugin module '{mod}': {one_line(str(exc))}.", file=doc.path,
                                      line=doc.line_of(("plugins", i)), field=f"plugins[{i}]") from None
+        except Exception as exc:  # the plugin's own code failed while importing: the user's to fix
+            raise TollgateInputError(f"plugin module '{mod}' failed while importing: {type(exc).__name__}: "
+                                     f"{one_line(str(exc))}.", file=doc.path, line=doc.line_of(("plugins", i)),
+                                     field=f"plugins[{i}]") from None

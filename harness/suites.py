@@ -20,12 +20,16 @@ from harness.checks import CheckFn, CheckSpec, build_check, checks, code_identit
 from harness.errors import TollgateInputError
 from harness.examples import Example, load_examples
 from harness.hashing import hash_obj
-from harness.yamlfile import YamlDoc, load_yaml, pydantic_error
+from harness.yamlfile import Name, PathText, YamlDoc, field_path, load_yaml, one_line, printable_errors, pydantic_error
 
 SUITE_FILE = "suite.yaml"
 KINDS = ("train_sample", "validation", "heldout", "edge", "general", "baseline")
 TASKS = ("generate", "choice")
 DEFAULT_CHECKS = {"generate": ["exact_match"], "choice": ["choice_accuracy"]}
+MAX_TEMPLATE_SIZE = 1 << 24  # characters (or items) one operation of a prompt template may build
+MAX_TEMPLATE_LOOPS = 1_000_000  # range() items one rendering may use, all loops together
+
+
 
 
 class _Strict(BaseModel):
@@ -41,7 +45,7 @@ class LmEvalEntry(_Strict):
     """lm-eval tasks run as this suite (kind general or baseline)."""
 
     tasks: list[str] = Field(min_length=1)
-    include_path: str = "."
+    include_path: PathText = "."
     num_fewshot: int | None = Field(None, ge=0)
     limit: int | None = Field(None, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -49,7 +53,7 @@ class LmEvalEntry(_Strict):
 
 
 class SuiteEntry(_Strict):
-    name: str | None = None
+    name: Name | None = None
     description: str | None = None
     kind: Literal["train_sample", "validation", "heldout", "edge", "general", "baseline"]
     task: Literal["generate", "choice"] = "generate"
@@ -59,10 +63,10 @@ class SuiteEntry(_Strict):
     target_delimiter: str = " "
     checks: list[Any] | None = None
     tags: list[str] = []
-    data: str = "examples.jsonl"
+    data: PathText = "examples.jsonl"
     generation: GenerationOverride = GenerationOverride()
     lm_eval: LmEvalEntry | None = None
-    source_suite: str | None = None  # where invariant_to / directional ids point; default: this suite
+    source_suite: Name | None = None  # where invariant_to / directional ids point; default: this suite
 
 
 @dataclass
@@ -98,7 +102,7 @@ class Suite:
 
     def render(self, example: Example) -> str:
         """The prompt for one example (Jinja2, sandboxed, undefined variables are errors)."""
-        return self._template.render(**_context(example.input))
+        return self._template.render({"range": _budget_range(), **_context(example.input)})
 
     def choices_for(self, example: Example) -> list[str]:
         if self.spec.choices is not None:
@@ -124,11 +128,49 @@ class Suite:
         return out
 
 
+def _budget_range() -> Any:
+    """``range`` for one rendering: the sandbox caps each range, this caps them all together, so
+    nested loops cannot keep a suite from loading for hours."""
+    left = [MAX_TEMPLATE_LOOPS]
+
+    def budget_range(*args: int) -> range:
+        from jinja2.exceptions import SecurityError
+
+        rng = range(*args)
+        left[0] -= len(rng)
+        if left[0] < 0:
+            raise SecurityError(f"the template's loops go over more than {MAX_TEMPLATE_LOOPS:,} range() items")
+        return rng
+
+    return budget_range
+
+
 def _environment() -> Any:
     from jinja2 import StrictUndefined
+    from jinja2.exceptions import SecurityError
     from jinja2.sandbox import SandboxedEnvironment
 
-    return SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    class _Sandbox(SandboxedEnvironment):
+        """Multiplication and powers are checked before they run: ``'x' * 10**12`` or ``9**9**9``
+        would take all memory or hang the load."""
+
+        intercepted_binops = frozenset({"*", "**"})
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            if operator == "**" and _int(left) and _int(right) and abs(left) > 1 and right > 1024:
+                raise SecurityError(f"the template computes a power too large ({left} ** {right})")
+            if operator == "*":
+                for seq, n in ((left, right), (right, left)):
+                    if isinstance(seq, (str, list, tuple)) and _int(n) and len(seq) * n > MAX_TEMPLATE_SIZE:
+                        raise SecurityError(f"the template builds a value of {len(seq) * n:,} items; "
+                                            f"the limit is {MAX_TEMPLATE_SIZE:,}")
+            return super().call_binop(context, operator, left, right)
+
+    return _Sandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def _int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _context(inp: Any) -> dict[str, Any]:
@@ -144,6 +186,7 @@ def template_variables(template: str) -> set[str]:
     return meta.find_undeclared_variables(env.parse(template))
 
 
+@printable_errors()
 def read_suite_header(suite_dir: Path) -> tuple[SuiteEntry, YamlDoc]:
     """Parse and type-check ``suite.yaml`` alone (cheap: used to list suites by name)."""
     doc = load_yaml(suite_dir / SUITE_FILE)
@@ -156,6 +199,7 @@ def read_suite_header(suite_dir: Path) -> tuple[SuiteEntry, YamlDoc]:
     return entry, doc
 
 
+@printable_errors()
 def load_suite(suite_dir: Path) -> Suite:
     """Load and fully validate a suite; any problem is one :class:`TollgateInputError`."""
     entry, doc = read_suite_header(suite_dir)
@@ -169,7 +213,7 @@ def load_suite(suite_dir: Path) -> Suite:
     try:
         variables = template_variables(entry.prompt)
     except Exception as exc:  # jinja2.TemplateSyntaxError
-        raise TollgateInputError(f"invalid template: {exc}.", file=yaml_path,
+        raise TollgateInputError(f"invalid template: {one_line(str(exc)).rstrip('.')}.", file=yaml_path,
                                  line=doc.line_of(("prompt",)), field="prompt") from None
 
     raw_checks = entry.checks if entry.checks is not None else DEFAULT_CHECKS[entry.task]
@@ -199,7 +243,8 @@ def load_suite(suite_dir: Path) -> Suite:
         try:
             suite.render(ex)
         except Exception as exc:  # jinja2 UndefinedError, SecurityError, TypeError in a filter
-            raise TollgateInputError(f"the prompt template fails on this example: {type(exc).__name__}: {exc}.",
+            raise TollgateInputError(f"the prompt template fails on this example: {type(exc).__name__}: "
+                                     f"{one_line(str(exc)).rstrip('.')}.",
                                      file=data_path, line=ex.line, field="prompt") from None
     return suite
 
@@ -221,7 +266,7 @@ def _check_example(entry: SuiteEntry, variables: set[str], ex: Example, path: Pa
     if missing:
         raise TollgateInputError(
             f"the prompt template uses {{{{ {missing[0]} }}}}, which this example's input does not have "
-            f"(it has: {', '.join(sorted(available - {'input'})) or 'plain text only'}).",
+            f"(it has: {one_line(', '.join(sorted(available - {'input'})), 200) or 'plain text only'}).",
             file=path, line=ex.line, field=f"input.{missing[0]}")
     if entry.task != "choice":
         return
@@ -229,7 +274,7 @@ def _check_example(entry: SuiteEntry, variables: set[str], ex: Example, path: Pa
         opts = ex.input.get(entry.choices_field) if isinstance(ex.input, dict) else None
         if not (isinstance(opts, list) and len(opts) >= 2 and all(isinstance(o, str) for o in opts)):
             raise TollgateInputError("must be a list of at least two option strings.", file=path, line=ex.line,
-                                     field=f"input.{entry.choices_field}")
+                                     field=field_path(("input", entry.choices_field)))
     else:
         opts = entry.choices
     exp = ex.expected

@@ -210,7 +210,8 @@ class Router:
                        "dropped": c["shadow.dropped"], "pending": c["shadow.sent"] - c["shadow.done"]},
             "log": {"queue_depth": depth, "queue_size": self.log.queue_size, "batch_pending": batch,
                     "rows_written": c["log.rows_written"], "batches": c["log.batches"],
-                    "write_errors": c["log.write_errors"], "backpressure_waits": c["log.waits"]},
+                    "write_errors": c["log.write_errors"], "backpressure_waits": c["log.waits"],
+                    "recovered_from_journal": c["log.recovered"]},
             "feedback": {"received": c["feedback.received"]},
             "assignment": {"production": a.production, "shadow": a.shadow, "beta": a.beta,
                            "beta_share": a.beta_share},
@@ -241,20 +242,56 @@ def _error(status: int, message: str, param: str | None = None, kind: str = "inv
     return _json({"error": {"message": message, "type": kind, "param": param, "code": None}}, status, headers)
 
 
-class _BadRequestError(Exception):
+class BadRequestError(Exception):
+    """A request the client must fix: answered 400 with an OpenAI-style error naming ``param``."""
+
     def __init__(self, param: str | None, message: str) -> None:
         super().__init__(message)
         self.param = param
 
 
-async def _body(request: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PromptRequest:
+    """What the router takes from a ``/v1/completions`` or ``/v1/chat/completions`` body."""
+
+    prompt: str
+    max_tokens: int | None
+    user: str | None  # None: an anonymous caller
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """A valid ``POST /feedback`` body, its value normalised as the store keeps it."""
+
+    request_id: str
+    kind: str
+    value: str
+    user_id: str | None
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or :class:`BadRequestError` (never another exception, whatever the bytes)."""
     try:
-        body = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _BadRequestError(None, f"the body is not valid JSON: {exc}") from None
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, a number of 5000 digits, bad bytes
+        raise BadRequestError(None, f"the body is not valid JSON: {_short(exc)}") from None
+    except RecursionError:
+        raise BadRequestError(None, "the body is not usable JSON: it is nested too deeply") from None
     if not isinstance(body, dict):
-        raise _BadRequestError(None, "the body must be a JSON object")
+        raise BadRequestError(None, "the body must be a JSON object")
+    try:  # an escaped lone surrogate ("\ud800") decodes, but no answer, log row or store can hold it
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadRequestError(None, f"the body holds {exc.object[exc.start]!a}, a lone surrogate escape, "
+                                    "which is not valid Unicode") from None
+    except RecursionError:
+        raise BadRequestError(None, "the body is not usable JSON: it is nested too deeply") from None
     return body
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _optional_int(body: dict[str, Any], *names: str) -> int | None:
@@ -263,36 +300,81 @@ def _optional_int(body: dict[str, Any], *names: str) -> int | None:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise _BadRequestError(name, f"'{name}' must be a whole number of tokens >= 1; got {value!r}")
+            raise BadRequestError(name, f"'{name}' must be a whole number of tokens >= 1; got {_shown(value)}")
         return value
     return None
 
 
-def _user(request: Any, body: dict[str, Any]) -> tuple[str, bool]:
+def _shown(value: Any) -> str:
+    import reprlib
+
+    try:
+        return reprlib.repr(value)
+    except Exception:
+        return f"a {type(value).__name__}"
+
+
+def _user(body: dict[str, Any], header_user: str | None) -> str | None:
     user = body.get("user")
     if user is not None and (not isinstance(user, str) or not user.strip()):
-        raise _BadRequestError("user", f"'user' must be a non-empty string; got {user!r}")
-    user = user or request.headers.get("x-user-id", "").strip() or None
-    return (user, True) if user else (f"anon-{uuid.uuid4().hex}", False)
+        raise BadRequestError("user", f"'user' must be a non-empty string; got {_shown(user)}")
+    return user or (header_user or "").strip() or None
 
 
 def _chat_prompt(body: dict[str, Any]) -> str:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise _BadRequestError("messages", "'messages' must be a non-empty list of {role, content} objects")
+        raise BadRequestError("messages", "'messages' must be a non-empty list of {role, content} objects")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise _BadRequestError("messages", f"'messages[{i}]' must be an object with a 'role'")
+            raise BadRequestError("messages", f"'messages[{i}]' must be an object with a 'role'")
     user = [m for m in messages if m["role"] == "user"]
     if not user:
-        raise _BadRequestError("messages", "'messages' holds no message with role 'user'")
+        raise BadRequestError("messages", "'messages' holds no message with role 'user'")
     content = user[-1].get("content")
     if isinstance(content, list):  # content parts: the text ones, in order
         texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         content = "\n".join(t for t in texts if isinstance(t, str)) if texts else None
     if not isinstance(content, str):
-        raise _BadRequestError("messages", "the last 'user' message must have text 'content'")
+        raise BadRequestError("messages", "the last 'user' message must have text 'content'")
     return content
+
+
+def parse_prompt_request(raw: bytes, *, chat: bool, header_user: str | None = None) -> PromptRequest:
+    """A completions (``chat=False``) or chat completions body, checked field by field; the user is the
+    body's ``user`` or else the ``X-User-Id`` header."""
+    body = parse_json_body(raw)
+    if body.get("stream"):
+        raise BadRequestError("stream", "streaming is not supported; send 'stream': false")
+    if chat:
+        prompt, max_tokens = _chat_prompt(body), _optional_int(body, "max_completion_tokens", "max_tokens")
+    else:
+        prompt = body.get("prompt")
+        if not isinstance(prompt, str):
+            raise BadRequestError("prompt", f"'prompt' must be a string; got {type(prompt).__name__}")
+        max_tokens = _optional_int(body, "max_tokens")
+    return PromptRequest(prompt, max_tokens, _user(body, header_user))
+
+
+def parse_feedback(raw: bytes) -> FeedbackRequest:
+    """A ``POST /feedback`` body: the answer's id, a known kind, a value valid for that kind."""
+    body = parse_json_body(raw)
+    rid, kind, user_id = body.get("request_id"), body.get("kind"), body.get("user_id")
+    if not isinstance(rid, str) or not rid.strip():
+        raise BadRequestError("request_id", "'request_id' must be the id of an answer (its 'id')")
+    if not isinstance(kind, str) or kind not in FEEDBACK_KINDS:
+        raise BadRequestError("kind", f"'kind' must be one of {', '.join(FEEDBACK_KINDS)}; got {_shown(kind)}")
+    try:
+        value = feedback_value(kind, body.get("value"))
+    except (ValueError, OverflowError, TypeError, RecursionError):  # "inf", 1e400 as a rating, and the like
+        value = None
+    if value is None:
+        hint = {"thumb": "up or down (1/0, true/false)", "rating": "a whole number 1 to 5",
+                "comment": "non-empty text", "correction": "the right answer (a JSON object or text)"}[kind]
+        raise BadRequestError("value", f"a {kind}'s 'value' must be {hint}; got {_shown(body.get('value'))}")
+    if user_id is not None and not isinstance(user_id, str):
+        raise BadRequestError("user_id", "'user_id' must be a string")
+    return FeedbackRequest(rid, kind, value, user_id)
 
 
 def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch_size: int = 256,
@@ -318,22 +400,14 @@ def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch
                     refresh_s=refresh_s, shadow_queue_size=shadow_queue_size or queue_size)
 
     async def serve_prompt(request: Any, chat: bool) -> Any:
+        raw = await request.body()
         try:
-            body = await _body(request)
-            if body.get("stream"):
-                raise _BadRequestError("stream", "streaming is not supported; send 'stream': false")
-            if chat:
-                prompt, max_tokens = _chat_prompt(body), _optional_int(body, "max_completion_tokens", "max_tokens")
-            else:
-                prompt = body.get("prompt")
-                if not isinstance(prompt, str):
-                    raise _BadRequestError("prompt", f"'prompt' must be a string; got {type(prompt).__name__}")
-                max_tokens = _optional_int(body, "max_tokens")
-            user_id, known = _user(request, body)
-        except _BadRequestError as exc:
+            req = parse_prompt_request(raw, chat=chat, header_user=request.headers.get("x-user-id"))
+        except BadRequestError as exc:
             return _error(400, str(exc), exc.param)
+        user_id, known = (req.user, True) if req.user else (f"anon-{uuid.uuid4().hex}", False)
         rid = uuid.uuid4().hex
-        served = await run_in_threadpool(router.answer, rid, user_id, known, prompt, max_tokens)
+        served = await run_in_threadpool(router.answer, rid, user_id, known, req.prompt, req.max_tokens)
         headers = {"X-Tollgate-Request-Id": rid, "X-Tollgate-Arm": served.arm}
         gen = served.gen
         if served.model is None:
@@ -376,26 +450,16 @@ def create_app(project: Any, store: st.Store, *, queue_size: int = 10_000, batch
         return await serve_prompt(request, chat=True)
 
     async def feedback(request: Any) -> Any:
+        raw = await request.body()
         try:
-            body = await _body(request)
-            rid, kind, user_id = body.get("request_id"), body.get("kind"), body.get("user_id")
-            if not isinstance(rid, str) or not rid.strip():
-                raise _BadRequestError("request_id", "'request_id' must be the id of an answer (its 'id')")
-            if kind not in FEEDBACK_KINDS:
-                raise _BadRequestError("kind", f"'kind' must be one of {', '.join(FEEDBACK_KINDS)}; got {kind!r}")
-            value = feedback_value(kind, body.get("value"))
-            if value is None:
-                hint = {"thumb": "up or down (1/0, true/false)", "rating": "a whole number 1 to 5",
-                        "comment": "non-empty text", "correction": "the right answer (a JSON object or text)"}[kind]
-                raise _BadRequestError("value", f"a {kind}'s 'value' must be {hint}; got {body.get('value')!r}")
-            if user_id is not None and not isinstance(user_id, str):
-                raise _BadRequestError("user_id", "'user_id' must be a string")
-        except _BadRequestError as exc:
+            fb = parse_feedback(raw)
+        except BadRequestError as exc:
             return _error(400, str(exc), exc.param)
-        row = {"request_id": rid, "kind": kind, "value": value, "user_id": user_id, "ts": st.utcnow()}
+        row = {"request_id": fb.request_id, "kind": fb.kind, "value": fb.value, "user_id": fb.user_id,
+               "ts": st.utcnow()}
         await run_in_threadpool(router.log.put, "feedback", row, block=True)
         router.counters.add("feedback.received")
-        return _json({"status": "queued", "request_id": rid}, 202)
+        return _json({"status": "queued", "request_id": fb.request_id}, 202)
 
     async def healthz(request: Any) -> Any:
         return _json({"status": "ok"})

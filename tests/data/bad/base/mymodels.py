@@ -1,0 +1,2 @@
+def echo(prompt):
+    return prompt.split()[-1]
