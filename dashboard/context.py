@@ -40,14 +40,14 @@ class Context:
 
     def read(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         """``fn(con, *args, **kwargs)`` for a query function named ``module:function``, cached per store version."""
-        value, at = _cached_read(str(self.store.path), store_version(self.store.path), fn, args,
-                                 tuple(sorted(kwargs.items())))
+        value, at = _cached_read(str(self.store.path), self.store.traffic_parquet, store_version(self.store), fn,
+                                 args, tuple(sorted(kwargs.items())))
         self.reads.append(at)
         return value
 
     def compute(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         """``fn(self, *args, **kwargs)`` for a function that needs the project too (reports), cached the same way."""
-        version = (*store_version(self.store.path), self.project_path.stat().st_mtime_ns)  # and the policy's
+        version = (*store_version(self.store), self.project_path.stat().st_mtime_ns)  # and the policy's
         value, at = _cached_compute(str(self.project_path), str(self.store.path), version, fn, args,
                                     tuple(sorted(kwargs.items())))
         self.reads.append(at)
@@ -71,9 +71,13 @@ def project_path_from_args(argv: list[str] | None = None, environ: dict[str, str
     return None
 
 
-def store_version(path: Path) -> tuple[int, ...]:
-    """Changes whenever anything is committed to the store (DuckDB appends to ``.wal`` first)."""
-    out: list[int] = []
+def store_version(store: Any) -> tuple[int, ...]:
+    """Changes whenever anything is committed to the store (DuckDB appends to ``.wal`` first), or a
+    traffic file is added under its Parquet root (a local folder; an s3:// root is not listed here)."""
+    from harness.traffic_parquet import local_version
+
+    path = store.path
+    out: list[int] = list(local_version(store.traffic_parquet))
     for p in (path, path.with_name(path.name + ".wal")):
         try:
             s = p.stat()
@@ -99,14 +103,14 @@ def load() -> Context:
     except TollgateInputError as exc:
         return Context(path, problem=f"the project file has a problem: {exc}",
                        hint="`tollgate validate` checks it and names the line to fix.")
-    from harness.store import Store
+    from harness.traffic_parquet import project_store
 
-    store = Store(project.store_path, busy_timeout_s=BUSY_TIMEOUT_S)
+    store = project_store(project, busy_timeout_s=BUSY_TIMEOUT_S)
     ctx = Context(path, project=project, store=store)
     from harness.errors import StoreBusyError
 
     try:
-        ctx.status = _cached_status(str(store.path), store_version(store.path))
+        ctx.status = _cached_status(str(store.path), store.traffic_parquet, store_version(store))
     except StoreBusyError:
         ctx.problem = (f"the store is busy: another Tollgate command has held {store.path} for more than "
                        f"{BUSY_TIMEOUT_S:.0f} s.")
@@ -153,12 +157,12 @@ def _cache_data(**kw: Any) -> Any:
 
 
 @_cache_data(max_entries=512)
-def _cached_read(store_path: str, version: tuple[int, ...], fn: str, args: tuple,
+def _cached_read(store_path: str, traffic_parquet: str | None, version: tuple[int, ...], fn: str, args: tuple,
                  kwargs: tuple) -> tuple[Any, datetime]:
     from harness.store import Store
 
     # load() has checked the schema version, so this read never upgrades the store
-    with Store(Path(store_path), busy_timeout_s=BUSY_TIMEOUT_S).read() as con:
+    with Store(Path(store_path), busy_timeout_s=BUSY_TIMEOUT_S, traffic_parquet=traffic_parquet).read() as con:
         return _resolve(fn)(con, *args, **dict(kwargs)), _now()
 
 
@@ -170,20 +174,20 @@ def _cached_compute(project_path: str, store_path: str, version: tuple[int, ...]
 
 
 def load_for(project_path: str) -> Context:
-    from harness.store import Store
+    from harness.traffic_parquet import project_store
 
     path = Path(project_path)
     project = _project(str(path), path.stat().st_mtime_ns)
-    store = Store(project.store_path, busy_timeout_s=BUSY_TIMEOUT_S)
+    store = project_store(project, busy_timeout_s=BUSY_TIMEOUT_S)
     return Context(path, project=project, store=store)
 
 
 @_cache_data(max_entries=32)
-def _cached_status(store_path: str, version: tuple[int, ...]) -> Any:
+def _cached_status(store_path: str, traffic_parquet: str | None, version: tuple[int, ...]) -> Any:
     from harness.queries import store_status
     from harness.store import Store
 
-    return store_status(Store(Path(store_path), busy_timeout_s=BUSY_TIMEOUT_S))
+    return store_status(Store(Path(store_path), busy_timeout_s=BUSY_TIMEOUT_S, traffic_parquet=traffic_parquet))
 
 
 @_st().cache_resource(show_spinner=False, max_entries=8)

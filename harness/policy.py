@@ -109,6 +109,23 @@ class BetaGate(_Strict):
     alpha: float = Field(0.05, gt=0, lt=0.5)
 
 
+class TrafficStorage(_Strict):
+    """``rollout.traffic:`` where real traffic is kept. Unset, it is the store's ``traffic`` table;
+    ``parquet`` keeps it as hive-partitioned Parquet (``date=YYYY-MM-DD/part-*.parquet``) under a folder
+    (relative to the project folder) or an ``s3://bucket/prefix`` URL (DuckDB's httpfs extension,
+    credentials from the AWS_* environment variables), queried in place (``harness.traffic_parquet``)."""
+
+    parquet: str | None = Field(None, min_length=1, description="a folder or s3:// URL for traffic as Parquet")
+
+    @model_validator(mode="after")
+    def _scheme(self) -> TrafficStorage:
+        p = self.parquet
+        if p is not None and "://" in p and not p.lower().startswith(("s3://", "s3a://", "s3n://", "gs://",
+                                                                        "gcs://", "r2://")):
+            raise ValueError("parquet must be a folder or an object-store URL such as s3://bucket/prefix")
+        return self
+
+
 class RolloutPolicy(_Strict):
     """``rollout:`` in tollgate.yaml: the stages a candidate walks through, and each stage's gate."""
 
@@ -120,6 +137,7 @@ class RolloutPolicy(_Strict):
                                                 "whose checks score answers against users' corrections")
     shadow: ShadowGate = ShadowGate()
     beta: BetaGate = BetaGate()
+    traffic: TrafficStorage = TrafficStorage()
 
     @model_validator(mode="after")
     def _increasing(self) -> RolloutPolicy:

@@ -93,6 +93,15 @@ def store_status(store: Any) -> StoreStatus:
                                             "WHERE table_schema = 'main'").fetchall()}
         if "schema_version" in tables:
             status.schema_version = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+        if getattr(store, "traffic_parquet", None) and "traffic" in tables:  # traffic kept as Parquet: count it too
+            from harness import store as st
+            from harness import traffic_parquet as tp
+            from harness.errors import TollgateInputError
+
+            try:
+                tp.create_view(con, store.traffic_parquet, st.traffic_table(con))
+            except TollgateInputError as exc:  # an s3:// root without DuckDB's httpfs extension
+                status.problem = str(exc)
         for name in ("runs", "decisions", "traffic", "feedback", "stage_events"):
             if name in tables:
                 status.counts[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]

@@ -135,12 +135,31 @@ def storage_problem(exc: BaseException) -> str | None:
 
 
 class Store:
-    """One DuckDB file. Open a short transaction with :meth:`write`, a snapshot with :meth:`read`."""
+    """One DuckDB file. Open a short transaction with :meth:`write`, a snapshot with :meth:`read`.
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 60.0) -> None:
+    With ``traffic_parquet`` (a folder or an ``s3://`` URL) traffic lives in Parquet files there:
+    every connection gets a TEMP view ``traffic`` over them and the table (``harness.traffic_parquet``),
+    and ``rollout.records.insert_traffic`` writes new files instead of table rows.
+    """
+
+    def __init__(self, path: Path, *, busy_timeout_s: float = 60.0, traffic_parquet: str | None = None) -> None:
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.traffic_parquet = traffic_parquet
         self._migrated = False
+
+    def _traffic_view(self, con: Any) -> None:
+        """In Parquet mode, the view ``traffic`` on this connection, which is remembered as Parquet-mode."""
+        if self.traffic_parquet is None:
+            return
+        from harness import traffic_parquet as tp
+
+        try:
+            tp.create_view(con, self.traffic_parquet, traffic_table(con))
+        except BaseException:
+            con.close()
+            raise
+        _PARQUET_CONNECTIONS[id(con)] = self.traffic_parquet
 
     # -- connections ---------------------------------------------------------------------------
     def _connect(self, read_only: bool) -> Any:
@@ -186,6 +205,7 @@ class Store:
         if not self._migrated:
             self.migrate()
         con = self._connect(read_only=False)
+        self._traffic_view(con)
         try:
             con.begin()
             try:
@@ -195,6 +215,7 @@ class Store:
                 raise
             con.commit()
         finally:
+            _PARQUET_CONNECTIONS.pop(id(con), None)
             con.close()
 
     @contextlib.contextmanager
@@ -210,9 +231,11 @@ class Store:
                 self.migrate()
                 con = self._connect(read_only=True)
             self._migrated = True
+        self._traffic_view(con)
         try:
             yield con
         finally:
+            _PARQUET_CONNECTIONS.pop(id(con), None)
             con.close()
 
     def migrate(self) -> int:
@@ -237,6 +260,21 @@ class Store:
             con.close()
         self._migrated = True
         return SCHEMA_VERSION
+
+
+# id(connection) -> Parquet traffic root, for the connections Store opened in Parquet mode
+_PARQUET_CONNECTIONS: dict[int, str] = {}
+
+
+def traffic_parquet_root(con: Any) -> str | None:
+    """The Parquet traffic root of a connection from :meth:`Store.read`/:meth:`Store.write`, or None."""
+    return _PARQUET_CONNECTIONS.get(id(con))
+
+
+def traffic_table(con: Any) -> str:
+    """The store's own traffic table, qualified (a TEMP view ``traffic`` may hide it)."""
+    db = con.execute("SELECT current_database()").fetchall()[0][0]
+    return '"' + db.replace('"', '""') + '".main.traffic'
 
 
 def _version(con: Any) -> int:

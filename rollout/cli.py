@@ -20,10 +20,10 @@ VERDICT_EXIT = {"pass": 0, "fail": 1, "inconclusive": 3}
 
 def _ctx(args: argparse.Namespace) -> tuple[Any, Any]:
     from harness.project import find_project, load_project
-    from harness.store import Store
+    from harness.traffic_parquet import project_store
 
     project = load_project(find_project(explicit=args.project))
-    return project, Store(project.store_path)
+    return project, project_store(project)
 
 
 def _actor(args: argparse.Namespace) -> str:

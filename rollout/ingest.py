@@ -235,6 +235,17 @@ def _problems(con: Any, kind: str, models: set[str], limit: int) -> tuple[list[P
     return [Problem(r, c, p) for r, c, p in rows], n_bad
 
 
+# the valid staged rows as traffic rows (parameters: source, ingested_at)
+TRAFFIC_SELECT = """SELECT request_id, model, coalesce(arm, 'production') AS arm,
+                   coalesce(CAST(try_cast(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP),
+                            try_cast(ts AS TIMESTAMP)) AS ts,
+                   user_id, CAST(input_json AS VARCHAR) AS input, output, try_cast(latency_ms AS DOUBLE) AS latency_ms,
+                   CAST(try_cast(prompt_tokens AS DOUBLE) AS INTEGER) AS prompt_tokens,
+                   CAST(try_cast(completion_tokens AS DOUBLE) AS INTEGER) AS completion_tokens, error,
+                   ? AS source, ? AS ingested_at
+            FROM _stage WHERE _row NOT IN (SELECT _row FROM _bad)"""
+
+
 # -- the command ----------------------------------------------------------------------------------------------
 def ingest(path: Path, store: st.Store, *, kind: str, models: set[str] | None = None, skip_invalid: bool = False,
            rejected_path: Path | None = None, max_problems: int = 20) -> IngestReport:
@@ -302,16 +313,12 @@ def _validate(con: Any, path: Path, kind: str, columns: tuple[str, ...], require
 def _insert(con: Any, store: st.Store, path: Path, kind: str) -> int:
     """The valid rows into the store, in one transaction on the store's own file; returns how many were new."""
     now = st.utcnow()
+    if kind == "traffic" and store.traffic_parquet is not None:
+        return _write_parquet(con, store, path, now)
     if kind == "traffic":
         sql = """INSERT INTO s.traffic (request_id, model, arm, ts, user_id, input, output, latency_ms,
                         prompt_tokens, completion_tokens, error, source, ingested_at)
-            SELECT request_id, model, coalesce(arm, 'production'),
-                   coalesce(CAST(try_cast(ts AS TIMESTAMPTZ) AT TIME ZONE 'UTC' AS TIMESTAMP),
-                            try_cast(ts AS TIMESTAMP)),
-                   user_id, CAST(input_json AS VARCHAR), output, try_cast(latency_ms AS DOUBLE),
-                   CAST(try_cast(prompt_tokens AS DOUBLE) AS INTEGER),
-                   CAST(try_cast(completion_tokens AS DOUBLE) AS INTEGER), error, ?, ?
-            FROM _stage WHERE _row NOT IN (SELECT _row FROM _bad)
+            """ + TRAFFIC_SELECT + """
             ON CONFLICT DO NOTHING"""
     else:
         sql = """INSERT INTO s.feedback (feedback_id, request_id, kind, value, ts, user_id, source, ingested_at)
@@ -333,6 +340,19 @@ def _insert(con: Any, store: st.Store, path: Path, kind: str) -> int:
             raise
         con.commit()  # a commit that fails (a full disk) ends the transaction itself, stored or not
     return stored
+
+
+def _write_parquet(con: Any, store: st.Store, path: Path, now: Any) -> int:
+    """Parquet mode: the valid rows, less those already stored (in the files or the table), as new
+    files under the traffic root (``harness.traffic_parquet``); returns how many were new."""
+    from harness import traffic_parquet as tp
+
+    root = store.traffic_parquet
+    assert root is not None
+    con.execute(f"CREATE TEMP TABLE _ingest AS {TRAFFIC_SELECT}", [path.name, now])
+    store.migrate()  # the table part of the view (traffic stored before the switch)
+    with store.attached(con, "s"):
+        return tp.write_rows(con, "_ingest", root, "s.main.traffic")
 
 
 def _write_rejected(con: Any, out: Path) -> None:

@@ -30,12 +30,14 @@ def traffic_row(request_id: str, model: str, arm: str, input: Any, output: str |
 
 
 def insert_traffic(con: Any, rows: list[dict[str, Any]]) -> int:
-    """Insert rows (from :func:`traffic_row`); returns how many were new."""
+    """Insert rows (from :func:`traffic_row`); returns how many were new. On a Parquet-mode connection
+    (``harness.traffic_parquet``) they are written as new Parquet files instead of table rows."""
     if not rows:
         return 0
     import pyarrow as pa
 
-    before = con.execute("SELECT count(*) FROM traffic").fetchall()[0][0]
+    root = st.traffic_parquet_root(con)
+    before = con.execute("SELECT count(*) FROM traffic").fetchall()[0][0] if root is None else 0
     tbl = pa.Table.from_pylist([{k: r.get(k) for k in TRAFFIC_FIELDS} for r in rows], schema=pa.schema([
         ("request_id", pa.string()), ("model", pa.string()), ("arm", pa.string()), ("ts", pa.timestamp("us")),
         ("user_id", pa.string()), ("input", pa.string()), ("output", pa.string()), ("latency_ms", pa.float64()),
@@ -43,6 +45,10 @@ def insert_traffic(con: Any, rows: list[dict[str, Any]]) -> int:
         ("source", pa.string()), ("ingested_at", pa.timestamp("us"))]))
     con.register("_traffic_in", tbl)
     try:
+        if root is not None:  # Parquet mode: one new file per date, the table untouched
+            from harness import traffic_parquet as tp
+
+            return tp.write_rows(con, "_traffic_in", root, st.traffic_table(con))
         cols = ", ".join(TRAFFIC_FIELDS)
         con.execute(f"INSERT INTO traffic ({cols}) SELECT {cols} FROM _traffic_in ON CONFLICT DO NOTHING")
     finally:

@@ -520,7 +520,9 @@ def serve(project: Any, host: str = "127.0.0.1", port: int = 8080, queue_size: i
 
     import uvicorn
 
-    store = st.Store(project.store_path)
+    from harness.traffic_parquet import project_store
+
+    store = project_store(project)  # traffic as Parquet when the project says so
     # Fail fast, before any thread or socket: a store that cannot be opened is the user's to fix.
     if not store.path.exists():
         store.migrate()
