@@ -12,14 +12,17 @@ not UTF-8, a line over the size limit) is scanned by Python to name the exact li
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness import store as st
 from harness.errors import TollgateInputError
+from harness.yamlfile import printable_errors
 
 MAX_ROW_BYTES = 1 << 20
+MAX_TOKENS = 2**31  # the store's INTEGER columns
 MEMORY_LIMIT = "512MB"
 ARMS = ("production", "shadow", "beta")
 FEEDBACK_KINDS = ("thumb", "rating", "comment", "correction")
@@ -65,18 +68,21 @@ def feedback_value(kind: str, value: Any) -> str | None:
     if kind == "rating":
         try:
             r = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return None
-        return str(int(r)) if r == int(r) and 1 <= r <= 5 else None
+        return str(int(r)) if math.isfinite(r) and 1 <= r <= 5 and r == int(r) else None
     if kind == "correction":
-        if isinstance(value, dict):
-            return json.dumps(value, ensure_ascii=False, sort_keys=True)
-        text = str(value)
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError:
-            return text if text.strip() else None
-        return json.dumps(obj, ensure_ascii=False, sort_keys=True) if isinstance(obj, dict) else text
+            if isinstance(value, dict):
+                return json.dumps(value, ensure_ascii=False, sort_keys=True)
+            text = str(value)
+            try:
+                obj = json.loads(text)
+            except json.JSONDecodeError:
+                return text if text.strip() else None
+            return json.dumps(obj, ensure_ascii=False, sort_keys=True) if isinstance(obj, dict) else text
+        except (RecursionError, ValueError):  # nested past what JSON can carry
+            return None
     text = str(value)
     return text if text.strip() else None
 
@@ -98,9 +104,11 @@ def _stage(con: Any, path: Path, columns: tuple[str, ...]) -> list[str]:
                 SELECT row_number() OVER () AS _row, line FROM read_csv(?, columns={'line': 'VARCHAR'},
                     delim='\x01', quote='', escape='', header=false, auto_detect=false, max_line_size=?)""",
                         [p, MAX_ROW_BYTES + 1])
-        except Exception:  # duckdb.InvalidInputException: not UTF-8, or a line over the limit
+        except Exception as exc:  # duckdb.InvalidInputException: not UTF-8, or a line over the limit
             _scan_for_error(path)
-            raise
+            line = _line_with(path, b"\x01")
+            raise TollgateInputError(f"cannot be read as JSON lines: {str(exc).splitlines()[0]}.", file=path,
+                                     line=line) from None
         con.execute("UPDATE _lines SET line = NULL WHERE trim(line) = ''")  # blank lines keep their numbers
         bad = con.execute("""SELECT _row, ok, typ FROM (
                                  SELECT _row, json_valid(line) AS ok,
@@ -157,6 +165,15 @@ def _stage(con: Any, path: Path, columns: tuple[str, ...]) -> list[str]:
     return present
 
 
+def _line_with(path: Path, needle: bytes) -> int | None:
+    """The first line holding ``needle`` (a control byte DuckDB's line reader refuses), if any."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            if needle in raw:
+                return n
+    return None
+
+
 def _scan_for_error(path: Path) -> None:
     """Find the exact line DuckDB could not read (not UTF-8, over the size cap) and say what is wrong."""
     from harness.examples import read_lines
@@ -171,7 +188,9 @@ def _present(c: str) -> str:
 
 
 def _ts_ok(c: str) -> str:
-    return f"(try_cast({c} AS TIMESTAMPTZ) IS NOT NULL OR try_cast({c} AS TIMESTAMP) IS NOT NULL)"
+    """A real moment: DuckDB also parses 'infinity' and '-infinity', which no request happened at."""
+    return (f"(coalesce(isfinite(try_cast({c} AS TIMESTAMPTZ)), FALSE) OR "
+            f"coalesce(isfinite(try_cast({c} AS TIMESTAMP)), FALSE))")
 
 
 def _checks(kind: str, models: set[str]) -> list[tuple[str, str, str]]:
@@ -187,13 +206,11 @@ def _checks(kind: str, models: set[str]) -> list[tuple[str, str, str]]:
             ("input", "input_json IS NULL OR json_type(input_json) NOT IN ('VARCHAR', 'OBJECT') OR "
                       "(json_type(input_json) = 'VARCHAR' AND trim(input) = '') OR input_json = '{}'",
              "must be the request: text or an object of fields"),
-            ("latency_ms", "latency_ms IS NOT NULL AND coalesce(try_cast(latency_ms AS DOUBLE) < 0, TRUE)",
-             "must be a number of milliseconds >= 0"),
-            ("prompt_tokens", "prompt_tokens IS NOT NULL AND coalesce(try_cast(prompt_tokens AS DOUBLE) < 0 OR "
-                              "try_cast(prompt_tokens AS DOUBLE) % 1 <> 0, TRUE)", "must be a count >= 0"),
-            ("completion_tokens", "completion_tokens IS NOT NULL AND coalesce(try_cast(completion_tokens AS "
-                                  "DOUBLE) < 0 OR try_cast(completion_tokens AS DOUBLE) % 1 <> 0, TRUE)",
-             "must be a count >= 0"),
+            ("latency_ms", "latency_ms IS NOT NULL AND coalesce(NOT isfinite(try_cast(latency_ms AS DOUBLE)) OR "
+                           "try_cast(latency_ms AS DOUBLE) < 0, TRUE)", "must be a finite number of milliseconds >= 0"),
+            *((c, f"{c} IS NOT NULL AND coalesce(NOT isfinite(try_cast({c} AS DOUBLE)) OR try_cast({c} AS DOUBLE) < 0 "
+                  f"OR try_cast({c} AS DOUBLE) >= {MAX_TOKENS} OR try_cast({c} AS DOUBLE) % 1 <> 0, TRUE)",
+               f"must be a whole count >= 0 and below {MAX_TOKENS:,}") for c in ("prompt_tokens", "completion_tokens")),
         ]
     value_bad = " OR ".join(f"(kind = '{k}' AND _value IS NULL)" for k in FEEDBACK_KINDS)
     return [
@@ -247,6 +264,7 @@ TRAFFIC_SELECT = """SELECT request_id, model, coalesce(arm, 'production') AS arm
 
 
 # -- the command ----------------------------------------------------------------------------------------------
+@printable_errors()  # a bad value with a line break is echoed escaped: the message stays one line
 def ingest(path: Path, store: st.Store, *, kind: str, models: set[str] | None = None, skip_invalid: bool = False,
            rejected_path: Path | None = None, max_problems: int = 20) -> IngestReport:
     """Validate ``path`` whole in a scratch database, then store it in one transaction (``kind``:
