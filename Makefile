@@ -27,7 +27,7 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup --no-loadscope-reorder
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -15,6 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers on two cores: one math thread each (and in every
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # child they start), or torch's spinning threads
+        os.environ.setdefault(_var, "1")  # fight and the demo runs three times slower
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -112,3 +115,28 @@ def _isolate_project_imports():
         mod = sys.modules[name]
         if name.startswith("my") or "pytest-of" in str(getattr(mod, "__file__", "") or ""):
             del sys.modules[name]
+
+
+# -- running in parallel (make test: pytest -n 2 --dist loadgroup --no-loadscope-reorder) ----------------
+# The demo is run once per session and shared by several modules, so everything that uses it goes to
+# one worker, first, while the other worker takes the rest module by module (module fixtures, such as
+# a started router, are then built once).
+DEMO_GROUP = "demo"
+_DEMO_MODULES = {"test_dashboard_browser"}  # asks for full_demo at run time (getfixturevalue)
+
+
+def _group(item: pytest.Item) -> str:
+    if "full_demo" in getattr(item, "fixturenames", ()) or item.module.__name__ in _DEMO_MODULES:
+        return DEMO_GROUP
+    return item.module.__name__
+
+
+def pytest_itemcollected(item):
+    """Mark each test's group as it is collected: xdist reads the marks in its own
+    pytest_collection_modifyitems, which runs before any conftest's."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: _group(item) != DEMO_GROUP)  # stable: the demo's group is handed out first
