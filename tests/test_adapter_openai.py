@@ -81,10 +81,14 @@ def _make_handler(b: Behaviour) -> type[BaseHTTPRequestHandler]:
                 b.in_flight += 1
                 b.max_in_flight = max(b.max_in_flight, b.in_flight)
                 b.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+            counted = True
             try:
                 delay = b.delay_s(prompt) if callable(b.delay_s) else b.delay_s
                 if delay:
                     time.sleep(delay)
+                with b.lock:  # counted while it is worked on, not while the reply is written: the
+                    b.in_flight -= 1  # client may send its next request before this thread is done
+                    counted = False
                 if n <= b.fail_first:
                     self._send(b.fail_status, b.fail_headers, b'{"error": {"message": "try again"}}')
                     return
@@ -106,8 +110,9 @@ def _make_handler(b: Behaviour) -> type[BaseHTTPRequestHandler]:
                 with b.lock:
                     b.completed.append(prompt)
             finally:
-                with b.lock:
-                    b.in_flight -= 1
+                if counted:
+                    with b.lock:
+                        b.in_flight -= 1
 
     return Handler
 
