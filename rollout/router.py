@@ -155,7 +155,8 @@ class Router:
 
     def generate(self, name: str, prompt: str, max_tokens: int | None,
                  load_only: bool = False) -> tuple[Generation | None, bool, int]:
-        """(answer, unavailable, max_new_tokens used): one prompt, under the model's lock."""
+        """(answer, unavailable, max_new_tokens used): one prompt; under the model's lock for a local model,
+        concurrently for an adapter that declares it can be (an endpoint)."""
         cfg = self.project.models.get(name)
         if cfg is None:
             return Generation(None, 0.0, error=f"model '{name}' is not defined in {self.project.path.name}"), \
@@ -165,20 +166,27 @@ class Router:
             settings = replace(settings, max_new_tokens=max_tokens)
         with self._slots_lock:
             slot = self._slots.setdefault(name, _Slot(threading.Lock()))
+        spec = adapters.get(cfg.adapter)
         with slot.lock:
             if slot.model is None:
                 try:
-                    slot.model = adapters.get(cfg.adapter).load(cfg)
+                    slot.model = spec.load(cfg)
                 except Exception as exc:
                     return Generation(None, 0.0, error=f"cannot load model '{name}': {exc}"), True, 0
             if load_only:
                 return None, False, 0
-            t0 = time.perf_counter()
-            try:
-                gen = slot.model.generate([prompt], settings)[0]
-            except Exception as exc:
-                gen = Generation(None, (time.perf_counter() - t0) * 1000, error=f"{type(exc).__name__}: {exc}")
-        return gen, False, settings.max_new_tokens
+            model = slot.model
+            if "concurrent" not in spec.capabilities_of(cfg):  # a local model answers one request at a time
+                return self._generate(model, prompt, settings), False, settings.max_new_tokens
+        return self._generate(model, prompt, settings), False, settings.max_new_tokens  # an endpoint: in parallel
+
+    @staticmethod
+    def _generate(model: Any, prompt: str, settings: Any) -> Generation:
+        t0 = time.perf_counter()
+        try:
+            return model.generate([prompt], settings)[0]
+        except Exception as exc:
+            return Generation(None, (time.perf_counter() - t0) * 1000, error=f"{type(exc).__name__}: {exc}")
 
     def _row(self, request_id: str, model: str, arm: str, prompt: str, gen: Generation,
              user_id: str) -> dict[str, Any]:

@@ -167,6 +167,9 @@ def _fingerprint(cfg: ModelConfig) -> str:
     return hash_obj(cfg.adapter, cfg.url, o.model, o.api, o.system_prompt, cfg.version)
 
 
-@register_adapter("openai", options=OpenAIOptions, fingerprint=_fingerprint, needs="url")
+# "concurrent": generate() may be called from several threads at once (the live router does so);
+# the shared pool still keeps at most ``concurrency`` requests in flight.
+@register_adapter("openai", options=OpenAIOptions, fingerprint=_fingerprint, needs="url",
+                  capabilities=("generate", "concurrent"))
 def load_openai(cfg: ModelConfig) -> OpenAIModel:
     return OpenAIModel(cfg)
