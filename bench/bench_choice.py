@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add("accuracy, lm_eval", lm.accuracy, "acc")
     same = all(abs(a - b) < 1e-9 for a, b in zip(tg.accuracy, lm.accuracy, strict=True))
     r.note(f"same accuracy in both harnesses: {'yes' if same else 'NO, the comparison is not like for like'} "
-           f"({tg.accuracy[0]:.4f} vs {lm.accuracy[0]:.4f}); one context per option costs "
-           f"{tokens['per_option'] / tokens['floor']:.2f}x the floor's tokens")
+           f"({tg.accuracy[0]:.4f} vs {lm.accuracy[0]:.4f}); scoring each option with its own copy of the "
+           f"context (as lm_eval does) costs {tokens['per_option'] / tokens['floor']:.2f}x the floor's tokens; "
+           f"Tollgate runs each shared context once")
     r.finish()
     return 0
 
