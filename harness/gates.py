@@ -140,6 +140,13 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
     results: list[RuleResult] = []
     suite_hashes: dict[str, str] = {}
     fingerprints: dict[str, str] = {}
+    fetched: dict[tuple[str, str], dict[str, float]] = {}  # rules on one metric read its values once
+
+    def values_of(run_id: str, metric: str) -> dict[str, float]:
+        if (run_id, metric) not in fetched:
+            fetched[run_id, metric] = st.example_values(con, run_id, metric, errors_count=True)
+        return fetched[run_id, metric]
+
     for k, (i, rule, suite) in enumerate(_expand(policy, suite_kinds)):
         seed = policy.seed + k
         if isinstance(rule, OverfitRule):
@@ -160,7 +167,7 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
             "latency_ms" if rule.condition == "max_latency_p95_ms" else rule.metric)
         if current and not _current(res, cand_run, candidate, current):
             continue
-        values = st.example_values(con, cand_run["run_id"], metric, errors_count=True)
+        values = values_of(cand_run["run_id"], metric)
         if not values and metric not in st.run_metric_names(con, cand_run["run_id"]):
             raise TollgateInputError(
                 f"metric '{rule.metric}' is not produced by suite '{suite}' (it has: "
@@ -181,7 +188,7 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
             fingerprints[reference] = ref_run["model_fingerprint"]
             if current and not _current(res, ref_run, reference, current):
                 continue
-            ref_values = st.example_values(con, ref_run["run_id"], metric, errors_count=True)
+            ref_values = values_of(ref_run["run_id"], metric)
             _paired_rule(res, rule, values, ref_values, policy, seed)
         else:
             _single_rule(res, rule, list(values.values()), policy, seed)
