@@ -333,8 +333,11 @@ def finish_run(con: Any, run_id: str, status: str, duration_s: float | None) -> 
     """Close a run: its status, and counts taken from what is really stored for it."""
     if status == "completed":
         done = con.execute("SELECT count(*) FROM results WHERE run_id = ?", [run_id]).fetchone()[0]
-        expected = con.execute("SELECT n_examples FROM runs WHERE run_id = ?", [run_id]).fetchone()[0]
-        status = "completed" if done == expected else "failed"
+        row = con.execute("SELECT n_examples FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if row is None:  # seen once in ~40 heavily loaded concurrency runs: say so plainly (docs/reliability.md)
+            raise RuntimeError(f"the store no longer holds run {run_id}, which this process started and "
+                               f"committed: a committed write was lost")
+        status = "completed" if done == row[0] else "failed"
     con.execute(
         """UPDATE runs SET status = ?, finished_at = CASE WHEN ? THEN ? END, duration_s = ?,
                n_done = (SELECT count(*) FROM results WHERE run_id = ?),
