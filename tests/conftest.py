@@ -50,6 +50,30 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300) -> CliResult:
     return CliResult(p.returncode, p.stdout, p.stderr)
 
 
+_children: list[subprocess.Popen[str]] = []
+
+
+def tollgate_child(root: Path, *args: str, preexec_fn=None, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``python -m harness.cli --project ROOT/tollgate.yaml ARGS`` as a child process that the test
+    drives (kills, runs beside others); any child still running when its test ends is killed."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--project", str(root / "tollgate.yaml"), *args],
+                            cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            preexec_fn=preexec_fn)
+    _children.append(proc)
+    return proc
+
+
+@pytest.fixture(autouse=True)
+def _no_child_outlives_its_test():
+    yield
+    while _children:
+        proc = _children.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
 def write_suite(root: Path, name: str, examples: list[dict], *, kind: str = "heldout", task: str = "generate",
                 extra: str = "", prompt: str = "{{ input }}") -> Path:
     d = root / "suites" / name

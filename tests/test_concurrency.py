@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -21,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import tollgate_child as tollgate
 from conftest import write_project, write_suite
 
 from harness import queries as hq
@@ -57,27 +55,6 @@ MYMODELS = textwrap.dedent("""\
     def prod(prompt):
         return "prod:" + prompt
     """)
-
-
-_children: list[subprocess.Popen[str]] = []
-
-
-def tollgate(root: Path, *args: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--project", str(root / "tollgate.yaml"), *args],
-                            cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    _children.append(proc)
-    return proc
-
-
-@pytest.fixture(autouse=True)
-def _no_child_outlives_its_test():
-    yield
-    while _children:
-        proc = _children.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 def no_user_facing_error(code: int, stderr: str, what: str) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import tollgate_child as tollgate
 from conftest import write_project, write_suite
 
 from harness.cli import main
@@ -95,30 +96,6 @@ def calls(root: Path) -> int:
         return (root / "calls.log").stat().st_size
     except FileNotFoundError:
         return 0
-
-
-_children: list[subprocess.Popen[str]] = []
-
-
-def tollgate(root: Path, *args: str, preexec_fn: Callable[[], None] | None = None,
-             env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    """``python -m harness.cli --project ROOT/tollgate.yaml ARGS`` as a child process."""
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "--project", str(root / "tollgate.yaml"), *args],
-                            cwd=root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                            preexec_fn=preexec_fn)
-    _children.append(proc)
-    return proc
-
-
-@pytest.fixture(autouse=True)
-def _no_child_outlives_its_test():
-    yield
-    while _children:
-        proc = _children.pop()
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
 
 
 @dataclass
