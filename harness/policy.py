@@ -75,6 +75,9 @@ class GatePolicy(_Strict):
     resamples: int = Field(10_000, ge=100)
     seed: int = 20261126
     power: float = Field(0.8, gt=0.5, lt=1)
+    max_selections_per_heldout: int | None = Field(
+        None, ge=1, description="most distinct models a held-out suite version may have judged before the gate "
+                                "asks for a fresh suite (choosing among many on one test set makes it optimistic)")
     rules: list[Rule | OverfitRule] = []
     overfit: OverfitSettings = OverfitSettings()
 

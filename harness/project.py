@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.adapters import adapters
 from harness.adapters.base import GenerationSettings, ModelConfig
@@ -47,6 +47,23 @@ class GenerationEntry(_Strict):
     seed: int = 0
 
 
+class CostEntry(_Strict):
+    """What serving a model costs: a machine by the hour (its measured throughput turns that into a
+    price per request), or an endpoint by the token."""
+
+    per_hour: float | None = Field(None, ge=0, description="price of the serving machine per hour")
+    per_1k_prompt_tokens: float | None = Field(None, ge=0)
+    per_1k_completion_tokens: float | None = Field(None, ge=0)
+    currency: str = "USD"
+
+    @model_validator(mode="after")
+    def _one_way(self) -> CostEntry:
+        by_token = self.per_1k_prompt_tokens is not None or self.per_1k_completion_tokens is not None
+        if (self.per_hour is not None) == by_token:
+            raise ValueError("give either 'per_hour' or 'per_1k_prompt_tokens'/'per_1k_completion_tokens'")
+        return self
+
+
 class ModelEntry(_Strict):
     adapter: Name
     path: PathText | None = None
@@ -57,6 +74,8 @@ class ModelEntry(_Strict):
     training_data: PathText | None = None
     generation: GenerationEntry = GenerationEntry()
     options: dict[str, Any] = {}
+    cost: CostEntry | None = None
+    repeats: int | None = Field(None, ge=1, le=1000, description="answers per example (sampling models)")
 
 
 class ProjectEntry(_Strict):
@@ -83,6 +102,8 @@ class Project:
     gate: GatePolicy = field(default_factory=GatePolicy)
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
+    costs: dict[str, CostEntry | None] = field(default_factory=dict)
+    repeats: dict[str, int | None] = field(default_factory=dict)
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -125,6 +146,8 @@ def load_project(path: Path) -> Project:
 
     models: dict[str, ModelConfig] = {}
     training: dict[str, Path | None] = {}
+    costs: dict[str, CostEntry | None] = {}
+    repeats: dict[str, int | None] = {}
     for name, m in entry.models.items():
         loc = ("models", name)
         spec = adapters.get(m.adapter, file=str(path), line=doc.line_of((*loc, "adapter")),
@@ -149,6 +172,8 @@ def load_project(path: Path) -> Project:
             generation=GenerationSettings(g.max_new_tokens, g.temperature, g.top_p, tuple(g.stop), g.seed),
         )
         training[name] = _resolve(root, m.training_data, doc, (*loc, "training_data")) if m.training_data else None
+        costs[name] = m.cost
+        repeats[name] = m.repeats
 
     suite_dirs: list[Path] = []
     for i, pattern in enumerate(entry.suites):
@@ -161,7 +186,7 @@ def load_project(path: Path) -> Project:
 
     return Project(path=path, root=root, store_path=_resolve(root, entry.store, doc, ("store",)), models=models,
                    training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate, rollout=entry.rollout,
-                   dashboard=entry.dashboard)
+                   dashboard=entry.dashboard, costs=costs, repeats=repeats)
 
 
 def _resolve(root: Path, text: str, doc: YamlDoc, loc: tuple[Any, ...]) -> Path:

@@ -100,6 +100,29 @@ MIGRATIONS: list[str] = [
         run_id VARCHAR NOT NULL, ord INTEGER NOT NULL, metric VARCHAR NOT NULL, value DOUBLE, low DOUBLE,
         high DOUBLE, n INTEGER NOT NULL, method VARCHAR NOT NULL, PRIMARY KEY (run_id, metric));
     """,
+    # v6: repeated sampling and sweeps. A run with ``--repeats k`` keeps each of an example's k answers
+    # in ``samples`` (its own seed and cache key) and one row per example in ``results`` whose
+    # ``pass_rate`` is the share of repeats that passed (NULL for an ordinary run), so every paired test
+    # sees one value per example. An Optuna study judged by Tollgate keeps its books in ``sweeps`` and
+    # ``sweep_trials`` (one row per trial: parameters, state, its validation run and metric).
+    """
+    ALTER TABLE results ADD COLUMN pass_rate DOUBLE;
+    CREATE TABLE samples (
+        run_id VARCHAR NOT NULL, example_id VARCHAR NOT NULL, repeat INTEGER NOT NULL, seed BIGINT NOT NULL,
+        output_key VARCHAR NOT NULL, output VARCHAR, details JSON, score DOUBLE, passed BOOLEAN,
+        metrics JSON, latency_ms DOUBLE, prompt_tokens INTEGER, completion_tokens INTEGER, error VARCHAR,
+        cached BOOLEAN NOT NULL, created_at TIMESTAMP NOT NULL,
+        PRIMARY KEY (run_id, example_id, repeat));
+    CREATE INDEX samples_output_key ON samples (output_key);
+    CREATE TABLE sweeps (
+        study VARCHAR PRIMARY KEY, suite VARCHAR NOT NULL, metric VARCHAR NOT NULL, direction VARCHAR NOT NULL,
+        template_model VARCHAR NOT NULL, settings JSON, created_at TIMESTAMP NOT NULL);
+    CREATE TABLE sweep_trials (
+        study VARCHAR NOT NULL, trial INTEGER NOT NULL, model VARCHAR NOT NULL, params JSON NOT NULL,
+        state VARCHAR NOT NULL, value DOUBLE, low DOUBLE, high DOUBLE, n INTEGER, intermediate JSON,
+        run_id VARCHAR, checkpoint VARCHAR, error VARCHAR, started_at TIMESTAMP NOT NULL,
+        finished_at TIMESTAMP, duration_s DOUBLE, PRIMARY KEY (study, trial));
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -483,14 +506,16 @@ def latest_runs(con: Any, model: str | None = None, suites: list[str] | None = N
 def metric_values(con: Any, run_ids: list[str]) -> dict[str, Any]:
     """Per-example metric values of these runs as numpy columns: run_id, metric, value, counts.
 
-    The example-level verdict (every check passed) comes as the metric ``pass``, where an example
+    The example-level verdict (every check passed) comes as the metric ``pass`` (in a repeated run,
+    the share of the example's repeats that passed: one value per example), where an example
     that errored counts as not passed (a model must not look better for timing out on hard
     examples); the other metrics are over answered examples. ``latency_ms`` is the time per example.
     """
     return con.execute("""
         SELECT run_id, example_id, metric, value, counts FROM scores WHERE list_contains(?, run_id)
         UNION ALL
-        SELECT run_id, example_id, 'pass', CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END, NULL
+        SELECT run_id, example_id, 'pass',
+               CASE WHEN error IS NULL THEN coalesce(pass_rate, passed::DOUBLE) ELSE 0.0 END, NULL
         FROM results WHERE list_contains(?, run_id)
         UNION ALL
         SELECT run_id, example_id, 'latency_ms', latency_ms, NULL FROM results
@@ -511,8 +536,8 @@ def example_values(con: Any, run_id: str, metric: str, *, errors_count: bool = F
     forever on latency, so a model cannot clear a rule by failing to answer the hard examples.
     """
     if metric == "pass":
-        sql = ("SELECT example_id, CASE WHEN error IS NULL THEN passed::DOUBLE ELSE 0.0 END FROM results "
-               "WHERE run_id = ?")
+        sql = ("SELECT example_id, CASE WHEN error IS NULL THEN coalesce(pass_rate, passed::DOUBLE) ELSE 0.0 END "
+               "FROM results WHERE run_id = ?")
         params: list[Any] = [run_id]
     elif metric == "error":
         sql, params = "SELECT example_id, (error IS NOT NULL)::DOUBLE FROM results WHERE run_id = ?", [run_id]
