@@ -82,7 +82,29 @@ def render() -> None:
         st.caption(f"of {pages}")
     for f in failures:
         _failure(f, model)
+    _flaky(ctx, model, chosen_suites or None)
     ui.refreshed(ctx)
+
+
+def _flaky(ctx: Context, model: str, suites: list[str] | None) -> None:
+    """The flaky examples of the model's repeated runs (``--repeats``): answers that flip between pass and fail."""
+    flaky = ctx.read("harness.failures:flaky_examples", model, suites=suites, limit=PAGE_SIZE)
+    if not flaky:
+        return
+    st.subheader("Flaky examples")
+    st.caption(f"Examples of **{model}**'s repeated runs whose answers flip between pass and fail, the closest to a "
+               "coin flip first; pass rate is the share of the example's repeats that passed. Gates and comparisons "
+               "count each example once, by that share.")
+    for x in flaky:
+        with st.expander(f"{x.suite} · {x.example_id} — {x.pass_rate:.0%} of {x.repeats} repeats passed"):
+            st.caption("tags: " + (", ".join(x.tags) or "none"))
+            st.markdown("**Expected**")
+            st.code(_pretty(x.expected), language="json", wrap_lines=True)
+            st.dataframe(pd.DataFrame([{"verdict": "pass" if a["passed"] else "fail", "times": len(a["repeats"]),
+                                        "repeats": ", ".join(map(str, a["repeats"])),
+                                        "seeds": ", ".join(map(str, a["seeds"])),
+                                        "answer": a["output"] if a["output"] is not None else "(no answer)"}
+                                       for a in x.answers]), hide_index=True, width="stretch")
 
 
 def _failure(f: dict[str, Any], model: str) -> None:

@@ -80,11 +80,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     project.model(args.model)
     check_model_paths(project, only=args.model)
     suites = _load_suites(project, args.suite, with_sources=True)
+    if args.repeats is not None:
+        from harness.repeats import check_repeats
+
+        check_repeats(args.repeats)
     executor = executor_from_args(args)
     store = Store(project.store_path)
     try:
         outcomes = run_suites(project, args.model, suites, store, stage=args.stage, executor=executor,
-                              show_progress=not args.no_progress, commit_every=args.commit_every)
+                              show_progress=not args.no_progress, commit_every=args.commit_every,
+                              repeats=args.repeats, temperature=args.temperature,
+                              named_suites=getattr(args, "named_suites", True) and bool(args.suite))
     finally:
         executor.close()
     rows = [r for r in stored_results(store, model=args.model, suites=[o.suite for o in outcomes])
@@ -122,6 +128,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if not names:
         raise TollgateInputError("the project has no general or baseline suite.", file=project.path, field="suites")
     args.suite = names
+    args.named_suites = False  # chosen by kind: a deterministic suite among them runs once, not refused
     return cmd_run(args)
 
 
@@ -180,6 +187,15 @@ def _table(rows: list[Any], title: str) -> None:
 
 
 # -- parser -------------------------------------------------------------------------------------
+def _add_sampling_arguments(s: argparse.ArgumentParser) -> None:
+    """``--repeats`` and ``--temperature``: answer each example k times, with a sampling temperature."""
+    s.add_argument("--repeats", type=int, metavar="K",
+                   help="answer each example K times, each with its own seed (default: the suite's or the model's "
+                        "'repeats:', else 1); metrics become per-example means, plus pass@K, pass^K and flaky")
+    s.add_argument("--temperature", type=float, metavar="T",
+                   help="sampling temperature for this run, instead of the model's (part of the cache key)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from harness.executors import add_executor_arguments
 
@@ -208,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
     s.add_argument("--commit-every", type=int, default=32, metavar="N",
                    help="examples per committed batch (default 32)")
+    _add_sampling_arguments(s)
     add_executor_arguments(s)
     s.set_defaults(func=cmd_run)
 
@@ -227,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=("table", "json", "csv"), default="table")
     s.add_argument("--no-progress", action="store_true")
     s.add_argument("--commit-every", type=int, default=32, metavar="N")
+    _add_sampling_arguments(s)
     add_executor_arguments(s)
     s.set_defaults(func=cmd_baseline)
 

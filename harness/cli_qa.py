@@ -1,4 +1,4 @@
-"""The QA commands: ``failures`` (what fails, by slice, with diffs)."""
+"""The QA commands: ``failures`` (what fails, by slice, with diffs, and the flaky examples of repeated runs)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ from harness.errors import EXIT_OK
 
 def cmd_failures(args: argparse.Namespace) -> int:
     from harness.cli_gate import _console, _context
-    from harness.failures import failure_report
+    from harness.failures import failure_report, flaky_examples
 
     project, store, _ = _context(args)
     project.model(args.model)
     with store.read() as con:
         slices, failures = failure_report(con, args.model, args.suite, by=args.by, limit=args.limit)
+        flaky = flaky_examples(con, args.model, args.suite, limit=args.limit)
     if args.format == "json":
-        json.dump({"slices": [s.as_dict() for s in slices], "failures": [f.as_dict() for f in failures]},
-                  sys.stdout, indent=2, default=str)
+        json.dump({"slices": [s.as_dict() for s in slices], "failures": [f.as_dict() for f in failures],
+                   "flaky": [x.as_dict() for x in flaky]}, sys.stdout, indent=2, default=str)
         print()
         return EXIT_OK
     if not slices:
@@ -28,7 +29,8 @@ def cmd_failures(args: argparse.Namespace) -> int:
         return EXIT_OK
     from rich.table import Table
 
-    t = Table(title=f"{args.model}: pass rate by {args.by}, worst first (95% Wilson CI)", title_justify="left")
+    method = "Wilson" if all(s.estimate.method == "wilson" for s in slices) else "Wilson; bootstrap for repeated runs"
+    t = Table(title=f"{args.model}: pass rate by {args.by}, worst first (95% CI: {method})", title_justify="left")
     for col in ("suite", args.by, "pass rate", "95% CI", "n"):
         t.add_column(col, justify="right" if col in ("pass rate", "95% CI", "n") else "left", no_wrap=True)
     for s in slices:
@@ -49,9 +51,29 @@ def cmd_failures(args: argparse.Namespace) -> int:
                                 for k, (was, got) in x.vs_source.items()])
         else:
             what = x.reason or f"{x.expected!r} → {x.output!r}"
+        if x.pass_rate is not None:
+            what += f"\n[yellow]{x.pass_rate:.0%} of repeats passed[/]"
         f.add_row(x.suite, x.example_id, ", ".join(x.tags), what)
     con.print(f)
+    if flaky:
+        _print_flaky(con, flaky, args.limit)
     return EXIT_OK
+
+
+def _print_flaky(con: Any, flaky: list[Any], limit: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    t = Table(title=f"Flaky examples of repeated runs (first {limit}): answers that flip between pass and fail",
+              title_justify="left", show_lines=True)
+    for col in ("suite", "example", "pass rate", "answers (repeats that gave them)"):
+        t.add_column(col, overflow="fold", justify="right" if col == "pass rate" else "left")
+    for x in flaky:
+        answers = "\n".join(f"{'[green]pass[/]' if a['passed'] else '[red]fail[/]'} ×{len(a['repeats'])} "
+                            f"(repeats {', '.join(map(str, a['repeats']))}): {escape(repr(a['output']))}"
+                            for a in x.answers)
+        t.add_row(x.suite, x.example_id, f"{x.pass_rate:.2f} of {x.repeats}", answers)
+    con.print(t)
 
 
 def cmd_perturb(args: argparse.Namespace) -> int:

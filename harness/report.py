@@ -43,9 +43,11 @@ def _num(x: float | None) -> float | None:
 def _metric_order(name: str) -> tuple[int, str]:
     if name == "pass":
         return (0, name)
+    if name.startswith(("pass@", "pass^")) or name == "flaky":  # a repeated run's, right after pass
+        return (1, name)
     if name == "latency_ms":
-        return (3, name)
-    return (2 if "." in name else 1, name)
+        return (4, name)
+    return (3 if "." in name else 2, name)
 
 
 def summarize(con: Any, runs: list[dict[str, Any]]) -> list[MetricRow]:

@@ -3,7 +3,8 @@
 The cache key of an example is (model fingerprint, the exact request, generation settings) for
 the answer, plus (expected value, check configuration) for its score. Whatever has a stored
 answer is never recomputed: a killed run re-run resumes where its last committed batch ended,
-and a change of checks re-scores stored answers without loading the model at all.
+and a change of checks re-scores stored answers without loading the model at all. A run with
+``--repeats k`` answers each example k times (:mod:`harness.runner_repeats`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness.examples import Example
 from harness.executors import Executor, LocalExecutor, Work
 from harness.hashing import hash_obj
 from harness.project import Project
+from harness.repeats import choose_repeats
 from harness.report import finish_run
 from harness.suites import Suite
 from harness.version import code_version
@@ -45,6 +47,7 @@ class RunOutcome:
     n_errors: int
     duration_s: float
     status: str
+    repeats: int = 1  # answers per example
 
 
 @dataclass
@@ -220,14 +223,24 @@ def default_stage(cfg: ModelConfig) -> str:
 
 def run_suites(project: Project, model_name: str, suites: list[Suite], store: st.Store, *,
                stage: str | None = None, show_progress: bool = True,
-               commit_every: int = DEFAULT_COMMIT_EVERY, executor: Executor | None = None) -> list[RunOutcome]:
+               commit_every: int = DEFAULT_COMMIT_EVERY, executor: Executor | None = None,
+               repeats: int | None = None, temperature: float | None = None,
+               named_suites: bool = False) -> list[RunOutcome]:
     """Evaluate one model on the given (already validated) suites; returns one outcome per suite.
 
     ``executor`` answers the chunks (default: here, one after another); whoever passes one closes it.
+    ``repeats`` (``--repeats``) answers each example that many times, before the suite's and the
+    model's own ``repeats:`` (:func:`harness.repeats.choose_repeats`; ``named_suites``: the user
+    named the suites, so a deterministic one among them is refused rather than run once).
+    ``temperature`` overrides the model's sampling temperature for this run (and so its cache keys).
     """
     if commit_every < 1:
         raise TollgateInputError(f"must be at least 1, got {commit_every}.", field="--commit-every")
     cfg = project.model(model_name)
+    if temperature is not None:
+        if not 0.0 <= temperature <= 5.0:
+            raise TollgateInputError(f"must be from 0 to 5, got {temperature:g}.", field="--temperature")
+        cfg = replace(cfg, generation=replace(cfg.generation, temperature=float(temperature)))
     if any(s.spec.source_suite not in (None, s.name) and s.has_behaviour for s in suites):  # sources first
         from harness.suites import link_sources, suite_headers
 
@@ -235,6 +248,10 @@ def run_suites(project: Project, model_name: str, suites: list[Suite], store: st
     handle = ModelHandle(cfg)
     for suite in suites:
         check_capability(handle, suite)
+    per_suite, notes = choose_repeats(suites, cli=repeats, model=project.repeats.get(model_name), named=named_suites,
+                                      temperature=cfg.generation.temperature)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     stage = stage or default_stage(cfg)
     outcomes = []
     with store.write() as con:
@@ -249,6 +266,11 @@ def run_suites(project: Project, model_name: str, suites: list[Suite], store: st
                     from harness.lmeval_bridge import run_lm_eval_suite
 
                     outcomes.append(run_lm_eval_suite(handle, suite, store, stage))
+                elif per_suite[suite.name] > 1:
+                    from harness.runner_repeats import run_repeated
+
+                    outcomes.append(run_repeated(handle, suite, store, stage, show_progress, commit_every,
+                                                 executor or LocalExecutor(), per_suite[suite.name]))
                 else:
                     outcomes.append(_run_one(handle, suite, store, stage, show_progress, commit_every,
                                              executor or LocalExecutor()))
@@ -323,11 +345,7 @@ def _rescore_stored(suite: Suite, store: st.Store, run_id: str, pending: list[_I
     sources = _source_outputs(store, [it for it in pending if it.output_key in known], {})
     for it in pending:
         if it.output_key in known and (it.source_key is None or sources.get(it.source_key) is not None):
-            k = known[it.output_key]
-            gen = Generation(k["output"], k["latency_ms"] or 0.0, k["prompt_tokens"], k["completion_tokens"],
-                             details={x: v for x, v in k["details"].items()
-                                      if x not in ("choices", "target", "behaviour")})
-            row, sc = score(suite, it, gen, sources.get(it.source_key))
+            row, sc = score(suite, it, stored_generation(known[it.output_key]), sources.get(it.source_key))
             row["cached"] = True
             rows.append(row)
             scores.extend(sc)
@@ -335,6 +353,13 @@ def _rescore_stored(suite: Suite, store: st.Store, run_id: str, pending: list[_I
     bar.update(len(rows))
     done = {r["example_id"] for r in rows}
     return [it for it in pending if it.example.id not in done]
+
+
+def stored_generation(k: dict[str, Any]) -> Generation:
+    """A stored answer (``store.cached_outputs``) as the model's answer again, without what scoring added."""
+    return Generation(k["output"], k["latency_ms"] or 0.0, k["prompt_tokens"], k["completion_tokens"],
+                      details={x: v for x, v in k["details"].items()
+                               if x not in ("choices", "target", "behaviour", "repeats")})
 
 
 def _source_outputs(store: st.Store, items: list[_Item], fresh: dict[str, str | None]) -> dict[str, str | None]:

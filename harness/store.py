@@ -393,7 +393,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 RESULT_COLUMNS = ("run_id", "example_id", "output_key", "result_key", "output", "details", "score", "passed",
-                  "reason", "latency_ms", "prompt_tokens", "completion_tokens", "error", "cached", "created_at")
+                  "reason", "latency_ms", "prompt_tokens", "completion_tokens", "error", "cached", "created_at",
+                  "pass_rate")
 SCORE_COLUMNS = ("run_id", "example_id", "metric", "value", "passed", "reason", "counts")
 
 
@@ -423,7 +424,7 @@ def _RESULT_SCHEMA() -> Any:  # noqa: N802 - a constant built lazily so pyarrow 
                       ("score", pa.float64()), ("passed", pa.bool_()), ("reason", pa.string()),
                       ("latency_ms", pa.float64()), ("prompt_tokens", pa.int32()),
                       ("completion_tokens", pa.int32()), ("error", pa.string()), ("cached", pa.bool_()),
-                      ("created_at", pa.timestamp("us"))])
+                      ("created_at", pa.timestamp("us")), ("pass_rate", pa.float64())])
 
 
 def _SCORE_SCHEMA() -> Any:  # noqa: N802
@@ -437,7 +438,8 @@ def _SCORE_SCHEMA() -> Any:  # noqa: N802
 def copy_cached(con: Any, run_id: str, wanted: list[tuple[str, str]]) -> set[str]:
     """Copy finished results with the same result key into this run; returns the example ids served.
 
-    Only results without an error are served from the cache: a timeout is retried next time.
+    Only results without an error are served from the cache: a timeout is retried next time. A
+    repeated example comes whole: its result, its scores and its k answers in ``samples``.
     """
     if not wanted:
         return set()
@@ -455,12 +457,17 @@ def copy_cached(con: Any, run_id: str, wanted: list[tuple[str, str]]) -> set[str
     con.execute(f"""
         INSERT INTO results ({", ".join(RESULT_COLUMNS)})
         SELECT ?, src.new_id, r.output_key, r.result_key, r.output, r.details, r.score, r.passed, r.reason,
-               r.latency_ms, r.prompt_tokens, r.completion_tokens, r.error, TRUE, ?
+               r.latency_ms, r.prompt_tokens, r.completion_tokens, r.error, TRUE, ?, r.pass_rate
         FROM _src src JOIN results r ON r.run_id = src.src_run AND r.example_id = src.src_id""", [run_id, now])
     con.execute(f"""
         INSERT INTO scores ({", ".join(SCORE_COLUMNS)})
         SELECT ?, src.new_id, s.metric, s.value, s.passed, s.reason, s.counts
         FROM _src src JOIN scores s ON s.run_id = src.src_run AND s.example_id = src.src_id""", [run_id])
+    con.execute(f"""
+        INSERT INTO samples ({", ".join(SAMPLE_COLUMNS)})
+        SELECT ?, src.new_id, s.repeat, s.seed, s.output_key, s.output, s.details, s.score, s.passed, s.metrics,
+               s.latency_ms, s.prompt_tokens, s.completion_tokens, s.error, TRUE, ?
+        FROM _src src JOIN samples s ON s.run_id = src.src_run AND s.example_id = src.src_id""", [run_id, now])
     served = {r[0] for r in con.execute("SELECT new_id FROM _src").fetchall()}
     con.execute("DROP TABLE _src")
     con.unregister("_want")
@@ -468,15 +475,58 @@ def copy_cached(con: Any, run_id: str, wanted: list[tuple[str, str]]) -> set[str
 
 
 def cached_outputs(con: Any, output_keys: list[str]) -> dict[str, dict[str, Any]]:
-    """Model outputs already computed for these keys (scored by other checks): reused, not regenerated."""
+    """Model outputs already computed for these keys (scored by other checks): reused, not regenerated.
+
+    Answers of repeated runs (``samples``) count too: each of an example's k answers is cached on
+    its own, so a killed repeated run resumes and a larger k computes only the new repeats.
+    """
     if not output_keys:
         return {}
     rows = con.execute("""
         SELECT DISTINCT ON (output_key) output_key, output, details, latency_ms, prompt_tokens, completion_tokens
-        FROM results WHERE error IS NULL AND output_key IN (SELECT unnest(?))
-        ORDER BY output_key, created_at DESC""", [output_keys]).fetchall()
+        FROM (SELECT output_key, output, details, latency_ms, prompt_tokens, completion_tokens, created_at
+              FROM results WHERE error IS NULL AND output_key IN (SELECT unnest(?))
+              UNION ALL
+              SELECT output_key, output, details, latency_ms, prompt_tokens, completion_tokens, created_at
+              FROM samples WHERE error IS NULL AND output_key IN (SELECT unnest(?)))
+        ORDER BY output_key, created_at DESC""", [output_keys, output_keys]).fetchall()
     return {r[0]: {"output": r[1], "details": json.loads(r[2]) if r[2] else {}, "latency_ms": r[3],
                    "prompt_tokens": r[4], "completion_tokens": r[5]} for r in rows}
+
+
+SAMPLE_COLUMNS = ("run_id", "example_id", "repeat", "seed", "output_key", "output", "details", "score", "passed",
+                  "metrics", "latency_ms", "prompt_tokens", "completion_tokens", "error", "cached", "created_at")
+
+
+def insert_samples(con: Any, samples: list[dict[str, Any]]) -> None:
+    """One batch of answers of a repeated run (one row per example and repeat), as an Arrow table."""
+    if not samples:
+        return
+    import pyarrow as pa
+
+    schema = pa.schema([("run_id", pa.string()), ("example_id", pa.string()), ("repeat", pa.int32()),
+                        ("seed", pa.int64()), ("output_key", pa.string()), ("output", pa.string()),
+                        ("details", pa.string()), ("score", pa.float64()), ("passed", pa.bool_()),
+                        ("metrics", pa.string()), ("latency_ms", pa.float64()), ("prompt_tokens", pa.int32()),
+                        ("completion_tokens", pa.int32()), ("error", pa.string()), ("cached", pa.bool_()),
+                        ("created_at", pa.timestamp("us"))])
+    con.register("_samples_in", pa.Table.from_pylist(samples, schema=schema))
+    cols = ", ".join(SAMPLE_COLUMNS)
+    con.execute(f"INSERT INTO samples ({cols}) SELECT {cols} FROM _samples_in")
+    con.unregister("_samples_in")
+
+
+def run_samples(con: Any, run_ids: list[str], example_ids: list[str] | None = None) -> list[dict[str, Any]]:
+    """The stored answers of repeated runs, in (run, example, repeat) order; optionally of some examples."""
+    sql = ("SELECT run_id, example_id, repeat, seed, output, score, passed, error, cached FROM samples "
+           "WHERE list_contains(?, run_id)")
+    params: list[Any] = [run_ids]
+    if example_ids is not None:
+        sql += " AND list_contains(?, example_id)"
+        params.append(example_ids)
+    cur = con.execute(sql + " ORDER BY run_id, example_id, repeat", params)
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
 # -- reads ---------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class SuiteEntry(_Strict):
     generation: GenerationOverride = GenerationOverride()
     lm_eval: LmEvalEntry | None = None
     source_suite: Name | None = None  # where invariant_to / directional ids point; default: this suite
+    # answers per example (repeated sampling); how the suite is run, not what it holds: not in its hash
+    repeats: int | None = Field(None, ge=1, le=1000)
 
 
 @dataclass
@@ -93,8 +95,8 @@ class Suite:
             from harness.lmeval_bridge import content_files_hash
 
             files = content_files_hash((self.path / self.spec.lm_eval.include_path).resolve())
-            return hash_obj(self.spec.model_dump(exclude={"description"}), files)
-        return hash_obj(self.spec.model_dump(exclude={"description"}), [e.hash for e in self.examples])
+            return hash_obj(self.spec.model_dump(exclude={"description", "repeats"}), files)
+        return hash_obj(self.spec.model_dump(exclude={"description", "repeats"}), [e.hash for e in self.examples])
 
     @cached_property
     def _template(self) -> Any:
@@ -204,6 +206,11 @@ def load_suite(suite_dir: Path) -> Suite:
     """Load and fully validate a suite; any problem is one :class:`TollgateInputError`."""
     entry, doc = read_suite_header(suite_dir)
     yaml_path = str(doc.path)
+    if (entry.repeats or 1) > 1 and (entry.lm_eval is not None or entry.task == "choice"):
+        raise TollgateInputError(f"a {'lm-eval' if entry.lm_eval is not None else 'choice'} suite's answers are "
+                                 f"deterministic (log-likelihoods), so repeating them proves nothing; remove "
+                                 f"'repeats' or make it 1.", file=yaml_path, line=doc.line_of(("repeats",)),
+                                 field="repeats")
     if entry.lm_eval is not None:
         return _load_lm_eval_suite(suite_dir, entry, doc)
     if entry.task == "choice" and (entry.choices is None) == (entry.choices_field is None):

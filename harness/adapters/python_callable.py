@@ -4,6 +4,11 @@
 ``batch: true`` it receives a list of prompts and returns a list; otherwise one prompt at a time.
 A returned dict or list is stored as JSON text. An exception for one example is stored as that
 example's error, never a crash of the run.
+
+A callable that samples can ask for the generation settings by naming them as keyword parameters:
+``seed``, ``temperature``, ``top_p``, ``max_new_tokens``, ``stop``, or ``settings`` (the whole
+:class:`GenerationSettings`). Only the names it declares are passed, so ``def f(prompt)`` keeps
+working, and ``def f(prompt, seed)`` gives repeated runs (``--repeats``) a different seed per repeat.
 """
 
 from __future__ import annotations
@@ -65,6 +70,23 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+SETTING_NAMES = ("seed", "temperature", "top_p", "max_new_tokens", "stop", "settings")
+
+
+def setting_parameters(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The generation settings ``fn`` declares as keyword parameters (none for a callable without a signature)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return tuple(n for n in SETTING_NAMES if n in params and params[n].kind in kinds)
+
+
+def setting_kwargs(names: tuple[str, ...], settings: GenerationSettings) -> dict[str, Any]:
+    return {n: settings if n == "settings" else getattr(settings, n) for n in names}
+
+
 def _error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -73,15 +95,17 @@ class PythonModel:
     def __init__(self, cfg: ModelConfig) -> None:
         self.opts: PythonOptions = cfg.options
         self.fn = resolve_callable(self.opts.callable, cfg, f"models.{cfg.name}.options.callable")
+        self.wants = setting_parameters(self.fn)
         self.ll = (resolve_callable(self.opts.loglikelihood, cfg, f"models.{cfg.name}.options.loglikelihood")
                    if self.opts.loglikelihood else None)
 
     def generate(self, prompts: Sequence[str], settings: GenerationSettings,
                  progress: ProgressFn | None = None) -> list[Generation]:
+        kwargs = setting_kwargs(self.wants, settings)
         if self.opts.batch:
             t0 = time.perf_counter()
             try:
-                outs = list(self.fn(list(prompts)))
+                outs = list(self.fn(list(prompts), **kwargs))
                 if len(outs) != len(prompts):
                     raise ValueError(f"returned {len(outs)} answers for {len(prompts)} prompts")
             except Exception as exc:
@@ -97,7 +121,7 @@ class PythonModel:
         for p in prompts:
             t0 = time.perf_counter()
             try:
-                g = Generation(truncate_at_stop(_as_text(self.fn(p)), settings.stop), 0.0)
+                g = Generation(truncate_at_stop(_as_text(self.fn(p, **kwargs)), settings.stop), 0.0)
             except Exception as exc:
                 g = Generation(None, 0.0, error=_error(exc))
             g.latency_ms = (time.perf_counter() - t0) * 1000
