@@ -161,3 +161,26 @@ def runs_chart(rows: list[dict[str, Any]]) -> alt.Chart:
         tooltip=["model", "suite", "stage", "status", alt.Tooltip("duration_s:Q", format=".1f"), "n_examples",
                  "n_cached", "n_errors", alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M:%S")]).properties(
         height=220)
+
+
+def cost_frontier_chart(rows: list[dict[str, Any]]) -> alt.Chart:
+    """Each priced model: accuracy (95% CI) against cost per 1,000 requests; a line through the frontier."""
+    df = _frame(rows)
+    df["on_frontier"] = df["frontier"].map({True: "frontier", False: "dominated"}).fillna("—")
+    currency = ", ".join(sorted({c for c in df["currency"] if c})) or "price"
+    x = alt.X("cost_per_1k:Q", title=f"cost per 1,000 requests ({currency})", scale=alt.Scale(zero=True))
+    base = alt.Chart(df).encode(
+        x=x, tooltip=["model", alt.Tooltip("accuracy:Q", format=".3f"), alt.Tooltip("accuracy_low:Q", format=".3f"),
+                      alt.Tooltip("accuracy_high:Q", format=".3f"), alt.Tooltip("cost_per_1k:Q", format=".4g"),
+                      alt.Tooltip("latency_p50_ms:Q", format=".1f"), alt.Tooltip("latency_p95_ms:Q", format=".1f"),
+                      "on_frontier"])
+    colour = alt.Color("on_frontier:N", title=None, scale=alt.Scale(domain=["frontier", "dominated"],
+                                                                   range=["#0969da", "#8c959f"]))
+    bars = base.mark_rule(strokeWidth=2).encode(y=alt.Y("accuracy_low:Q", title="accuracy (95% CI)",
+                                                        scale=alt.Scale(domain=[0, 1])), y2="accuracy_high:Q",
+                                                color=colour)
+    points = base.mark_point(filled=True, size=90).encode(y="accuracy:Q", color=colour)
+    labels = base.mark_text(align="left", dx=8, dy=-6).encode(y="accuracy:Q", text="model:N")
+    front = alt.Chart(df[df["frontier"] == True].sort_values("cost_per_1k")).mark_line(  # noqa: E712
+        color="#0969da", strokeDash=[4, 4]).encode(x="cost_per_1k:Q", y="accuracy:Q")
+    return (bars + front + points + labels).properties(height=300)

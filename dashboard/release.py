@@ -51,6 +51,9 @@ def render() -> None:
 
     decision = ctx.read("harness.queries:latest_decision", candidate, reference)
     _verdict_section(candidate, reference, decision)
+    _heldout_section(ctx)
+    st.divider()
+    _cost_section(ctx)
     st.divider()
     _rollout_section(ctx, a)
     st.divider()
@@ -131,6 +134,76 @@ def _forest_row(r: dict[str, Any]) -> dict[str, Any]:
     margin = -(r.get("threshold") or 0.0) if r.get("condition") == "non_inferior" else 0.0
     return {"rule": r.get("rule"), "difference": comp["difference"], "low": comp.get("ci_low"),
             "high": comp.get("ci_high"), "margin": margin, "verdict": r.get("verdict")}
+
+
+# -- selection on the test set -----------------------------------------------------------------------------
+def _heldout_uses(con: Any) -> list[dict[str, Any]]:
+    from harness.selection import heldout_uses
+
+    return [u.as_dict() for u in heldout_uses(con)]
+
+
+def _heldout_section(ctx: Context) -> None:
+    """How many models each held-out suite version has judged: scores chosen on it are optimistic."""
+    from harness.selection import WARN_AFTER, HeldoutUse, warning
+
+    uses = [u for u in ctx.read("dashboard.release:_heldout_uses") if u["current"]]
+    if not uses:
+        return
+    st.markdown("**Held-out suites: models judged on each since it last changed**")
+    limit = ctx.project.gate.max_selections_per_heldout
+    for u in uses:
+        if u["n_models"] > (limit if limit is not None else WARN_AFTER):
+            st.warning(warning(HeldoutUse(**u)) + (f" The policy allows {limit}: the gate fails until the suite is "
+                                                   f"renewed." if limit is not None else ""))
+    st.table(pd.DataFrame([{"suite": u["suite"], "version": u["suite_hash"][:12], "models judged": u["n_models"],
+                            "which": ", ".join(u["models"]), "first used": u["first_used"] or "",
+                            "last used": u["last_used"] or ""} for u in uses]).set_index("suite"))
+    st.caption(f"Every model compared on a held-out suite spends some of its honesty: the best of many looks better "
+               f"on it than it is. Shown as a warning above {WARN_AFTER} models (a base, production and one "
+               f"candidate choose nothing); `gate: max_selections_per_heldout` in tollgate.yaml makes the gate fail "
+               f"beyond a limit. Changing the suite's examples starts the count again.")
+
+
+# -- cost ---------------------------------------------------------------------------------------------------------
+def _frontier(ctx: Context) -> dict[str, Any]:
+    from harness.cost import frontier_rows
+
+    with ctx.store.read() as con:
+        rows, notes = frontier_rows(con, ctx.project.models, ctx.project.costs)
+    return {"rows": [r.as_dict() for r in rows], "notes": notes}
+
+
+def _cost_section(ctx: Context) -> None:
+    from harness.cost import human_bytes, human_count
+
+    st.subheader("Accuracy against cost")
+    data = ctx.compute("dashboard.release:_frontier")
+    rows = [r for r in data["rows"] if r["accuracy"] is not None]
+    if not rows:
+        st.caption("No model has a completed run on a held-out suite yet: `tollgate run --model NAME`.")
+        return
+    priced = [r for r in rows if r["cost_per_1k"] is not None]
+    if priced:
+        st.markdown("**Pass rate on the held-out suites (95% CI) against cost per 1,000 requests** (the line joins "
+                    "the frontier: models no other beats on both)")
+        st.altair_chart(charts.cost_frontier_chart(priced), width="stretch")
+    unpriced = [r["model"] for r in rows if r["cost_per_1k"] is None]
+    if unpriced:
+        st.caption(f"Not on the chart, no price: {', '.join(unpriced)} (add `cost: {{per_hour: ...}}` or per-token "
+                   f"prices to the model in tollgate.yaml).")
+    for n in data["notes"]:
+        st.caption(n)
+    table = pd.DataFrame([{
+        "model": r["model"], "accuracy [95% CI]": ui.ci(r["accuracy"], r["accuracy_low"], r["accuracy_high"]),
+        "latency p50 / p95 (ms)": f"{ui.num(r['latency_p50_ms'], 1)} / {ui.num(r['latency_p95_ms'], 1)}",
+        "throughput (ex/s)": ui.num(r["throughput_per_s"], 1), "params": human_count(r["parameters"]),
+        "size": human_bytes(r["size_bytes"]),
+        "cost / 1k": (f"{r['cost_per_1k']:.4g} {r['currency']}" if r["cost_per_1k"] is not None else "no price"),
+        "frontier": {True: "frontier", False: "dominated", None: "—"}[r["frontier"]]} for r in rows])
+    st.table(table.set_index("model"))
+    st.caption("Latency over each model's newest run of each held-out suite; throughput is examples per second of "
+               "answering time (1000 / mean latency). `tollgate compare A B --cost` prints the same table.")
 
 
 # -- the rollout --------------------------------------------------------------------------------------------

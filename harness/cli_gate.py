@@ -63,10 +63,19 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from harness import store as st
     from harness.stats import paired_compare
 
-    project, store, _ = _context(args)
-    project.model(args.candidate)
-    project.model(args.reference)
+    project, store, kinds = _context(args)
+    for m in args.models:
+        project.model(m)
+    if args.cost:
+        from harness.cli_cost import compare_cost
+
+        return compare_cost(args, project, store, kinds)
+    if len(args.models) != 2:
+        raise TollgateInputError(f"compare takes two models, a candidate and a reference; got {len(args.models)}.",
+                                 field="MODEL", hint="With --cost it takes two or more.")
+    args.candidate, args.reference = args.models
     rows = []
+    versions: dict[str, str] = {}
     with store.read() as con:
         mine = {r["suite"]: r for r in st.latest_runs(con, model=args.candidate, suites=args.suite, stage=args.stage)}
         theirs = {r["suite"]: r for r in st.latest_runs(con, model=args.reference, suites=args.suite,
@@ -76,6 +85,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
             if a_run["suite_hash"] != b_run["suite_hash"]:
                 print(f"note: {suite}: the two models ran different versions of the suite; skipped.", file=sys.stderr)
                 continue
+            if kinds.get(suite) == "heldout":
+                versions[suite] = a_run["suite_hash"]
             metrics = args.metric or [m for m in st.run_metric_names(con, a_run["run_id"])
                                       if m not in ("error", "latency_ms") and "." not in m]
             for metric in metrics:
@@ -87,12 +98,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 comp, _ = paired_compare(metric, [a[i] for i in ids], [b[i] for i in ids], seed=project.gate.seed,
                                          resamples=project.gate.resamples)
                 rows.append({"suite": suite, **comp.as_dict()})
+        warnings = _selection_warnings(con, versions)
     if not rows:
         raise TollgateInputError(f"{args.candidate} and {args.reference} have no completed runs on a common suite.",
                                  hint="Run both models on the same suites first.")
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=2)
         print()
+        _say(warnings)
         return EXIT_OK
     from rich.table import Table
 
@@ -107,8 +120,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"{_fmt(r['ci_high'], sign=True)}]",
                   r["test"], _fmt(r["p_value"], 4), str(r["n"]), disc)
     _console().print(t)
-    print("discordant: examples only the candidate passed / only the reference passed.", file=sys.stderr)
+    _say(["discordant: examples only the candidate passed / only the reference passed.", *warnings])
     return EXIT_OK
+
+
+def _selection_warnings(con: Any, versions: Any) -> list[str]:
+    """The warning for each of these held-out suite versions that has judged more than WARN_AFTER models."""
+    from harness.selection import overused, uses_of, warning
+
+    return [f"warning: {warning(use)}" for use in overused(uses_of(con, versions))]
+
+
+def _say(lines: list[str]) -> None:
+    """Notes and warnings on stderr, after the table (where they are read), never mixed into JSON."""
+    sys.stdout.flush()
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 # -- gate ----------------------------------------------------------------------------------------
@@ -121,10 +148,11 @@ def judge(project: Any, store: Any, kinds: dict[str, str], candidate: str, refer
 
     probes = _probes_if_asked(project)
     current = None if pinned is not None else current_versions(project, [m for m in (candidate, reference) if m])
+    now = st.utcnow()  # the decision's time: held-out suites' uses are counted up to it, on replay too
     with store.read() as con:
         decision = evaluate_gate(con, candidate=candidate, reference=reference, policy=project.gate,
                                  suite_kinds=kinds, base=base, training_data=project.training_data.get(candidate),
-                                 pinned_runs=pinned, probes=probes, current=current)
+                                 pinned_runs=pinned, probes=probes, current=current, costs=project.costs, as_of=now)
     evidence = decision.as_dict()
     evidence["runs"] = [r.runs for r in decision.rules if r.runs]
     decision_id = uuid.uuid4().hex
@@ -135,7 +163,7 @@ def judge(project: Any, store: Any, kinds: dict[str, str], candidate: str, refer
             "reference_fingerprint": decision.fingerprints.get(reference) if reference else None,
             "policy_hash": decision.policy_hash, "suite_hashes": decision.suite_hashes,
             "verdict": decision.verdict, "evidence": evidence, "seed": decision.seed,
-            "code_version": code_version(), "actor": actor, "created_at": st.utcnow()})
+            "code_version": code_version(), "actor": actor, "created_at": now})
     return decision, decision_id
 
 
@@ -169,6 +197,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
         print()
     else:
         print_decision(decision, decision_id)
+    from harness.selection import WARN_AFTER, HeldoutUse, warning
+
+    for use in decision.heldout_use:
+        if use["n_models"] > WARN_AFTER:
+            print(f"warning: {warning(HeldoutUse(**use))}", file=sys.stderr)
     return VERDICT_EXIT[decision.verdict]
 
 
@@ -311,11 +344,14 @@ def verify(project: Any, store: Any, kinds: dict[str, str], row: dict[str, Any])
     from harness.overfit import project_probes
 
     probes = project_probes(project.suite_dirs, policy.seed)
+    from harness.project import CostEntry
+
+    costs = {**project.costs, **{m: CostEntry.model_validate(p) for m, p in (ev.get("prices") or {}).items()}}
     with store.read() as con:
         again = evaluate_gate(con, candidate=row["candidate"], reference=row["reference"], policy=policy,
                               suite_kinds=kinds, base=_base_of(project, None),
                               training_data=project.training_data.get(row["candidate"]), pinned_runs=pinned,
-                              probes=probes)
+                              probes=probes, costs=costs, as_of=row["created_at"])
     same = json.dumps(again.as_dict()["rules"], sort_keys=True) == json.dumps(ev["rules"], sort_keys=True)
     print(f"decision {row['decision_id'][:12]}: stored verdict {row['verdict']}, recomputed {again.verdict}; "
           f"evidence {'identical' if same else 'DIFFERENT'}.")
@@ -323,11 +359,16 @@ def verify(project: Any, store: Any, kinds: dict[str, str], row: dict[str, Any])
 
 
 def add_parsers(sub: Any) -> None:
-    s = sub.add_parser("compare", help="paired comparison of two models on the suites both ran")
-    s.add_argument("candidate")
-    s.add_argument("reference")
+    s = sub.add_parser("compare", help="paired comparison of two models on the suites both ran; with --cost, "
+                                       "accuracy against cost of two or more")
+    s.add_argument("models", nargs="+", metavar="MODEL",
+                   help="the candidate, then the reference (with --cost: two or more models)")
+    s.add_argument("--cost", action="store_true",
+                   help="accuracy (default: pass on the held-out suites) against cost per 1,000 requests, size and "
+                        "speed; marks the frontier")
     s.add_argument("--suite", action="append", help="only this suite (repeatable)")
-    s.add_argument("--metric", action="append", help="only this metric (repeatable; default: every check)")
+    s.add_argument("--metric", action="append", help="only this metric (repeatable; default: every check; "
+                                                     "with --cost one metric, default pass)")
     s.add_argument("--stage", help="only runs of this stage (pre-finetune, post-finetune, shadow, beta)")
     s.add_argument("--reference-stage", help="the reference's stage when it differs (e.g. pre-finetune)")
     s.add_argument("--format", choices=("table", "json"), default="table")

@@ -5,7 +5,10 @@ across the non-critical rules): exact binomial for a proportion against a thresh
 Nam-Tango score test for paired non-inferiority of pass rates, exact McNemar for their
 superiority, t-tests for mean scores and Wilcoxon for their superiority. It fails when the
 evidence says the opposite, and is inconclusive otherwise, with the number of examples that
-would decide it. The gate passes when every rule
+would decide it. Latency quantiles are judged by an exact binomial test on the share of
+examples slower than the bound, a cost bound by a t-test of the mean cost per request
+(``harness.cost``). ``max_selections_per_heldout`` adds one counted rule per held-out suite version
+the gate read (``harness.selection``). The gate passes when every rule
 passes, fails when any rule fails, and is inconclusive otherwise. Every input (run ids, suite
 hashes, policy, seed) goes into the decision, so it can be recomputed bit for bit.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -23,6 +27,7 @@ from harness.errors import TollgateInputError
 from harness.intervals import estimate
 from harness.overfit import overfitting_flags
 from harness.policy import GatePolicy, OverfitRule, Rule
+from harness.selection import HeldoutUse, selection_rule, uses_of
 from harness.stats import (
     holm,
     mcnemar_exact,
@@ -32,6 +37,8 @@ from harness.stats import (
     paired_noninferiority_test,
     paired_sample_size,
 )
+
+LATENCY_QUANTILES = {"max_latency_p95_ms": 0.95, "max_latency_p50_ms": 0.5}
 
 
 @dataclass
@@ -69,12 +76,17 @@ class GateDecision:
     seed: int
     suite_hashes: dict[str, str]
     fingerprints: dict[str, str]
+    heldout_use: list[dict[str, Any]] = field(default_factory=list)  # models each held-out version has judged
+    prices: dict[str, dict[str, Any]] = field(default_factory=dict)  # the prices cost rules used
 
     def as_dict(self) -> dict[str, Any]:
-        return _clean({"candidate": self.candidate, "reference": self.reference, "verdict": self.verdict,
-                       "policy_hash": self.policy_hash, "seed": self.seed, "policy": self.policy,
-                       "suite_hashes": self.suite_hashes, "fingerprints": self.fingerprints,
-                       "rules": [r.as_dict() for r in self.rules]})
+        out = {"candidate": self.candidate, "reference": self.reference, "verdict": self.verdict,
+               "policy_hash": self.policy_hash, "seed": self.seed, "policy": self.policy,
+               "suite_hashes": self.suite_hashes, "fingerprints": self.fingerprints,
+               "rules": [r.as_dict() for r in self.rules], "heldout_use": self.heldout_use}
+        if self.prices:
+            out["prices"] = self.prices
+        return _clean(out)
 
 
 def _clean(obj: Any) -> Any:
@@ -97,6 +109,10 @@ def describe(rule: Rule, suite: str) -> str:
         return rule.name or f"{suite} · {rule.metric} better than reference"
     if c == "max_latency_p95_ms":
         return rule.name or f"{suite} · latency p95 ≤ {rule.max_latency_p95_ms:g} ms"
+    if c == "max_latency_p50_ms":
+        return rule.name or f"{suite} · latency p50 ≤ {rule.max_latency_p50_ms:g} ms"
+    if c == "max_cost_per_1k":
+        return rule.name or f"{suite} · cost per 1,000 requests ≤ {rule.max_cost_per_1k:g}"
     return rule.name or f"{suite} · error rate ≤ {rule.max_error_rate:g}"
 
 
@@ -123,12 +139,15 @@ def _expand(policy: GatePolicy, suite_kinds: dict[str, str]) -> list[tuple[int, 
 def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: GatePolicy,
                   suite_kinds: dict[str, str], base: str | None = None, training_data: Any = None,
                   pinned_runs: list[dict[str, str]] | None = None,
-                  probes: list[Any] | None = None, current: dict[str, dict[str, str]] | None = None) -> GateDecision:
+                  probes: list[Any] | None = None, current: dict[str, dict[str, str]] | None = None,
+                  costs: dict[str, Any] | None = None, as_of: datetime | None = None) -> GateDecision:
     """Judge ``candidate`` against ``reference`` with the policy; ``pinned_runs`` replays a decision.
 
     ``current`` holds today's model fingerprints and suite hashes ({"models": ..., "suites": ...}):
     a rule whose newest run was made by other weights or on another version of the suite is
-    inconclusive, never judged on stale results.
+    inconclusive, never judged on stale results. ``costs`` are the models' prices (``project.costs``)
+    for ``max_cost_per_1k`` rules. ``as_of`` (the decision's time) bounds the runs that count as uses
+    of a held-out suite, so a replay counts the same models however many were run since.
     """
     if not policy.rules:
         raise TollgateInputError("the project has no gate rules.", field="gate.rules",
@@ -141,6 +160,7 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
     suite_hashes: dict[str, str] = {}
     fingerprints: dict[str, str] = {}
     fetched: dict[tuple[str, str], dict[str, float]] = {}  # rules on one metric read its values once
+    prices: dict[str, dict[str, Any]] = {}
 
     def values_of(run_id: str, metric: str) -> dict[str, float]:
         if (run_id, metric) not in fetched:
@@ -152,9 +172,18 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
         if isinstance(rule, OverfitRule):
             results.extend(_overfit_rule(con, rule, candidate, base, training_data, policy, seed, probes))
             continue
-        res = RuleResult(rule=describe(rule, suite), suite=suite, metric=rule.metric, condition=rule.condition,
+        metric_shown = {"max_cost_per_1k": "cost_per_1k"}.get(rule.condition, rule.metric)
+        res = RuleResult(rule=describe(rule, suite), suite=suite, metric=metric_shown, condition=rule.condition,
                          threshold=_threshold(rule), critical=rule.critical, seed=seed)
         results.append(res)
+        if rule.condition == "max_cost_per_1k":
+            price = (costs or {}).get(candidate)
+            if price is None:
+                raise TollgateInputError(
+                    f"rule '{res.rule}' bounds the cost of {candidate}, which has no price: add "
+                    f"'cost: {{per_hour: ...}}' (or per_1k_prompt_tokens/per_1k_completion_tokens) to "
+                    f"models.{candidate} in tollgate.yaml.", field=f"gate.rules[{i}].max_cost_per_1k")
+            prices[candidate] = price.model_dump()
         cand_run = latest.get((candidate, suite))
         if cand_run is None:
             res.reason = (f"{candidate} has no completed run on {suite}: "
@@ -164,8 +193,11 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
         suite_hashes[suite] = cand_run["suite_hash"]
         fingerprints[candidate] = cand_run["model_fingerprint"]
         metric = "error" if rule.condition == "max_error_rate" else (
-            "latency_ms" if rule.condition == "max_latency_p95_ms" else rule.metric)
+            "latency_ms" if rule.condition in LATENCY_QUANTILES else rule.metric)
         if current and not _current(res, cand_run, candidate, current):
+            continue
+        if rule.condition == "max_cost_per_1k":
+            _cost_rule(res, rule, con, cand_run["run_id"], price, policy)
             continue
         values = values_of(cand_run["run_id"], metric)
         if not values and metric not in st.run_metric_names(con, cand_run["run_id"]):
@@ -193,12 +225,27 @@ def evaluate_gate(con: Any, *, candidate: str, reference: str | None, policy: Ga
         else:
             _single_rule(res, rule, list(values.values()), policy, seed)
 
+    heldout = {s: h for s, h in suite_hashes.items() if suite_kinds.get(s) == "heldout"}
+    uses = uses_of(con, heldout, as_of=as_of)
+    if policy.max_selections_per_heldout is not None:
+        results.extend(_selection_rule(u, policy.max_selections_per_heldout) for u in uses)
     _decide(results, policy)
     verdicts = {r.verdict for r in results}
     verdict = "fail" if "fail" in verdicts else ("pass" if verdicts == {"pass"} else "inconclusive")
     return GateDecision(candidate=candidate, reference=reference, verdict=verdict, rules=results,
                         policy=policy.model_dump(), policy_hash=policy.digest(), seed=policy.seed,
-                        suite_hashes=suite_hashes, fingerprints=fingerprints)
+                        suite_hashes=suite_hashes, fingerprints=fingerprints,
+                        heldout_use=[u.as_dict() for u in uses], prices=prices)
+
+
+def _selection_rule(use: HeldoutUse, limit: int) -> RuleResult:
+    """``max_selections_per_heldout`` on one held-out suite version: counted, so pass or fail, never a p-value."""
+    res = RuleResult(rule=f"{use.suite} · a fresh held-out suite (at most {limit} models judged on it)",
+                     suite=use.suite, metric=None, condition="max_selections_per_heldout", threshold=float(limit),
+                     critical=False)
+    for k, v in selection_rule(use, limit).items():
+        setattr(res, k, v)
+    return res
 
 
 def _current(res: RuleResult, run: dict[str, Any], model: str, current: dict[str, dict[str, str]]) -> bool:
@@ -218,7 +265,31 @@ def _current(res: RuleResult, run: dict[str, Any], model: str, current: dict[str
 def _threshold(rule: Rule) -> float | None:
     c = rule.condition
     return {"min": rule.min, "non_inferior": rule.non_inferior, "superior": 0.0,
-            "max_latency_p95_ms": rule.max_latency_p95_ms, "max_error_rate": rule.max_error_rate}[c]
+            "max_latency_p95_ms": rule.max_latency_p95_ms, "max_latency_p50_ms": rule.max_latency_p50_ms,
+            "max_error_rate": rule.max_error_rate, "max_cost_per_1k": rule.max_cost_per_1k}[c]
+
+
+def _cost_rule(res: RuleResult, rule: Rule, con: Any, run_id: str, price: Any, policy: GatePolicy) -> None:
+    """The mean cost of a request, per 1,000, below the bound: each error-free request's cost (its
+    latency times the hourly price, or its tokens times the token prices) and a one-sided t-test of
+    their mean, as for any mean score. Errors are left to ``max_error_rate``."""
+    from harness.cost import request_costs, request_measures
+
+    res.runs["candidate"] = run_id
+    x, how = request_costs(price, request_measures(con, [run_id]))
+    limit = rule.max_cost_per_1k
+    n = len(x)
+    if n < policy.min_paired:
+        res.reason = (f"only {n} requests with a measured cost ({how}); the policy asks for at least "
+                      f"{policy.min_paired}.")
+        res.n_needed = policy.min_paired
+        return
+    res.candidate = {**estimate(x).as_dict(), "currency": price.currency}
+    p_more, p_less = mean_shift_test(x, limit)
+    res.p_pass, res.p_fail = p_less, p_more
+    res.n_needed = _n_for_mean(x, limit, policy)
+    res.reason = (f"needs a mean cost per 1,000 requests ≤ {limit:g} {price.currency}; {n} requests, "
+                  f"{float(x.mean()):.4g} {price.currency} ({how}).")
 
 
 def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GatePolicy, seed: int) -> None:
@@ -231,17 +302,21 @@ def _single_rule(res: RuleResult, rule: Rule, values: list[float], policy: GateP
         res.n_needed = policy.min_paired
         return
     c = rule.condition
-    if c == "max_latency_p95_ms":
-        # The p95 is under the limit when fewer than 5% of examples take longer: an exact binomial
-        # test on that count (a bootstrap of the p95 cannot exceed the sample maximum: too liberal).
-        limit = rule.max_latency_p95_ms
+    if c in LATENCY_QUANTILES:
+        # The p95 is under the limit when fewer than 5% of examples take longer (the median: fewer than
+        # half): an exact binomial test on that count (a bootstrap of the p95 cannot exceed the sample
+        # maximum: too liberal).
+        q = LATENCY_QUANTILES[c]
+        share = round(1 - q, 6)
+        limit = getattr(rule, c)
         over = int(np.sum(x > limit))
-        p95 = float(np.quantile(x, 0.95)) if np.all(np.isfinite(x)) else math.inf
-        res.candidate = {"value": p95, "low": None, "high": None, "n": n, "method": "empirical p95"}
-        res.p_pass = float(binomtest(over, n, 0.05, alternative="less").pvalue)
-        res.p_fail = float(binomtest(over, n, 0.05, alternative="greater").pvalue)
-        res.n_needed = _n_for_proportion(over / n, 0.05, policy)
-        res.reason = f"{over} of {n} examples took longer than {limit:g} ms (errors count as longer); needs < 5%."
+        value = float(np.quantile(x, q)) if np.all(np.isfinite(x)) else math.inf
+        res.candidate = {"value": value, "low": None, "high": None, "n": n, "method": f"empirical p{round(q * 100)}"}
+        res.p_pass = float(binomtest(over, n, share, alternative="less").pvalue)
+        res.p_fail = float(binomtest(over, n, share, alternative="greater").pvalue)
+        res.n_needed = _n_for_proportion(over / n, share, policy)
+        res.reason = (f"{over} of {n} examples took longer than {limit:g} ms (errors count as longer); "
+                      f"needs < {share:.0%}.")
         return
     binary = bool(np.all(np.isin(x, (0.0, 1.0))))
     est = estimate(x)

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from harness.hashing import hash_obj
 
 FLAGS = ("gap", "optimism", "forgetting", "contamination", "memorisation")
-CONDITIONS = ("min", "non_inferior", "superior", "max_latency_p95_ms", "max_error_rate")
+CONDITIONS = ("min", "non_inferior", "superior", "max_latency_p95_ms", "max_latency_p50_ms", "max_error_rate",
+              "max_cost_per_1k")
 
 
 class _Strict(BaseModel):
@@ -33,7 +34,10 @@ class Rule(_Strict):
     non_inferior: float | None = Field(None, ge=0, le=1, description="margin")
     superior: bool | None = None
     max_latency_p95_ms: float | None = Field(None, gt=0)
+    max_latency_p50_ms: float | None = Field(None, gt=0, description="median latency per example, ms")
     max_error_rate: float | None = Field(None, ge=0, le=1)
+    max_cost_per_1k: float | None = Field(None, gt=0, description="mean cost of 1,000 requests like the suite's, "
+                                                                  "in the model's cost.currency (harness.cost)")
     critical: bool = False
 
     @model_validator(mode="after")
