@@ -47,7 +47,7 @@ class Context:
 
     def compute(self, fn: str, *args: Any, **kwargs: Any) -> Any:
         """``fn(self, *args, **kwargs)`` for a function that needs the project too (reports), cached the same way."""
-        version = (*store_version(self.store), self.project_path.stat().st_mtime_ns)  # and the policy's
+        version = (*store_version(self.store), *project_version(self.project_path))  # and the policy's
         value, at = _cached_compute(str(self.project_path), str(self.store.path), version, fn, args,
                                     tuple(sorted(kwargs.items())))
         self.reads.append(at)
@@ -99,7 +99,7 @@ def load() -> Context:
                        hint="Start the dashboard in a project folder or with `tollgate dashboard --project PATH`; "
                             "`tollgate demo --dir tollgate-demo` writes a complete example project.")
     try:
-        project = _project(str(path), path.stat().st_mtime_ns)
+        project = _project(str(path), project_version(path))
     except TollgateInputError as exc:
         return Context(path, problem=f"the project file has a problem: {exc}",
                        hint="`tollgate validate` checks it and names the line to fix.")
@@ -177,7 +177,7 @@ def load_for(project_path: str) -> Context:
     from harness.traffic_parquet import project_store
 
     path = Path(project_path)
-    project = _project(str(path), path.stat().st_mtime_ns)
+    project = _project(str(path), project_version(path))
     store = project_store(project, busy_timeout_s=BUSY_TIMEOUT_S)
     return Context(path, project=project, store=store)
 
@@ -190,9 +190,19 @@ def _cached_status(store_path: str, traffic_parquet: str | None, version: tuple[
     return store_status(Store(Path(store_path), busy_timeout_s=BUSY_TIMEOUT_S, traffic_parquet=traffic_parquet))
 
 
+def project_version(path: Path) -> tuple[int, int]:
+    """What the parsed project depends on: tollgate.yaml, and the folder of models registered by
+    commands (``tollgate sweep select`` adds a file there while the dashboard runs)."""
+    from harness.project import REGISTERED_DIR
+
+    registered = path.parent / REGISTERED_DIR
+    return path.stat().st_mtime_ns, registered.stat().st_mtime_ns if registered.is_dir() else 0
+
+
 @_st().cache_resource(show_spinner=False, max_entries=8)
-def _project(path: str, mtime_ns: int) -> Any:
-    """The parsed project, re-read whenever tollgate.yaml changes (a new release manager, a new policy)."""
+def _project(path: str, version: tuple[int, int]) -> Any:
+    """The parsed project, re-read whenever tollgate.yaml changes (a new release manager, a new policy)
+    or a model is registered."""
     from harness.project import load_project
 
     return load_project(Path(path))

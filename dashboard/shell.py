@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from dashboard import auth, beta, failures, overfitting, release, runs
+from dashboard import auth, beta, failures, overfitting, release, runs, sweeps
 from dashboard.context import load
 
 PAGES: list[tuple[str, str, str, Callable[[], None]]] = [
@@ -17,6 +17,7 @@ PAGES: list[tuple[str, str, str, Callable[[], None]]] = [
     ("failures", "Suites & failures", ":material/search:", failures.render),
     ("overfitting", "Overfitting", ":material/trending_down:", overfitting.render),
     ("beta", "Beta feedback", ":material/thumb_up:", beta.render),
+    ("sweeps", "Sweeps", ":material/tune:", sweeps.render),
     ("runs", "Runs", ":material/list:", runs.render),
 ]
 

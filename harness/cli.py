@@ -253,10 +253,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("dir")
     s.set_defaults(func=cmd_export)
 
-    from harness import cli_gate, cli_qa
+    from harness import cli_gate, cli_qa, cli_sweep
 
     cli_gate.add_parsers(sub)
     cli_qa.add_parsers(sub)
+    cli_sweep.add_parsers(sub)
     for add_parser in _plugin_commands():
         add_parser(sub)
     return p

@@ -35,7 +35,9 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> Estimate:
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n, "wilson")
+    low = 0.0 if successes == 0 else max(0.0, centre - half)  # exact at the ends: the bounds are 0 and 1
+    high = 1.0 if successes == n else min(1.0, centre + half)  # there, not 1e-17 of rounding beside them
+    return Estimate(p, low, high, n, "wilson")
 
 
 def bootstrap_means(values: np.ndarray, seed: int, resamples: int = BOOTSTRAP_RESAMPLES) -> np.ndarray:

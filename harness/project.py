@@ -23,6 +23,7 @@ from harness.yamlfile import Name, PathText, YamlDoc, load_yaml, one_line, print
 
 PROJECT_FILE = "tollgate.yaml"
 DEFAULT_STORE = ".tollgate/tollgate.duckdb"
+REGISTERED_DIR = ".tollgate/models"  # models registered by commands, one YAML file each (RegisteredEntry)
 ROLES = ("base", "candidate", "production", "other")
 
 
@@ -78,6 +79,14 @@ class ModelEntry(_Strict):
     repeats: int | None = Field(None, ge=1, le=1000, description="answers per example (sampling models)")
 
 
+class RegisteredEntry(_Strict):
+    """A model registered by a command (``tollgate sweep select``) rather than written by hand: one file
+    per model in ``.tollgate/models/NAME.yaml``, beside the store, saying where it came from."""
+
+    selected_from: dict[str, Any] = {}
+    model: ModelEntry
+
+
 class ProjectEntry(_Strict):
     store: PathText = DEFAULT_STORE
     models: dict[Name, ModelEntry]
@@ -104,6 +113,7 @@ class Project:
     dashboard: DashboardSettings = field(default_factory=DashboardSettings)
     costs: dict[str, CostEntry | None] = field(default_factory=dict)
     repeats: dict[str, int | None] = field(default_factory=dict)
+    registered: dict[str, Path] = field(default_factory=dict)  # name -> its file, for registered models
 
     def model(self, name: str) -> ModelConfig:
         if name not in self.models:
@@ -148,30 +158,23 @@ def load_project(path: Path) -> Project:
     training: dict[str, Path | None] = {}
     costs: dict[str, CostEntry | None] = {}
     repeats: dict[str, int | None] = {}
-    for name, m in entry.models.items():
-        loc = ("models", name)
-        spec = adapters.get(m.adapter, file=str(path), line=doc.line_of((*loc, "adapter")),
-                            field=f"models.{name}.adapter")
+    registered: dict[str, Path] = {}
+    entries = [(name, m, doc, ("models", name)) for name, m in entry.models.items()]
+    for file in sorted((root / REGISTERED_DIR).glob("*.yaml")):
+        reg_doc = load_yaml(file)
         try:
-            options = spec.options.model_validate(m.options)
+            reg = RegisteredEntry.model_validate(reg_doc.data)
         except ValidationError as exc:
-            raise pydantic_error(doc, exc, prefix=(*loc, "options")) from None
-        model_path = None
-        if spec.needs == "path":
-            if not m.path:
-                raise TollgateInputError(f"adapter '{m.adapter}' needs a 'path' to a model directory.",
-                                         file=path, line=doc.line_of(loc), field=f"models.{name}.path")
-            model_path = _resolve(root, m.path, doc, (*loc, "path"))
-        elif spec.needs == "url" and not m.url:
-            raise TollgateInputError(f"adapter '{m.adapter}' needs a 'url' (an OpenAI-compatible endpoint).",
-                                     file=path, line=doc.line_of(loc), field=f"models.{name}.url")
-        g = m.generation
-        models[name] = ModelConfig(
-            name=name, adapter=m.adapter, options=options, path=model_path, url=m.url, role=m.role,
-            version=m.version, root=root,
-            generation=GenerationSettings(g.max_new_tokens, g.temperature, g.top_p, tuple(g.stop), g.seed),
-        )
-        training[name] = _resolve(root, m.training_data, doc, (*loc, "training_data")) if m.training_data else None
+            raise pydantic_error(reg_doc, exc) from None
+        if file.stem in entry.models:
+            raise TollgateInputError(f"model '{file.stem}' is registered here and also defined in {path.name}; "
+                                     f"a name means one model.", file=file, field="model",
+                                     hint="Delete this file, or select the trial again under another name (--as).")
+        entries.append((file.stem, reg.model, reg_doc, ("model",)))
+        registered[file.stem] = file
+    for name, m, mdoc, loc in entries:
+        models[name] = _model_config(name, m, mdoc, loc, root)
+        training[name] = _resolve(root, m.training_data, mdoc, (*loc, "training_data")) if m.training_data else None
         costs[name] = m.cost
         repeats[name] = m.repeats
 
@@ -186,7 +189,30 @@ def load_project(path: Path) -> Project:
 
     return Project(path=path, root=root, store_path=_resolve(root, entry.store, doc, ("store",)), models=models,
                    training_data=training, suite_dirs=suite_dirs, doc=doc, gate=entry.gate, rollout=entry.rollout,
-                   dashboard=entry.dashboard, costs=costs, repeats=repeats)
+                   dashboard=entry.dashboard, costs=costs, repeats=repeats, registered=registered)
+
+
+def _model_config(name: str, m: ModelEntry, doc: YamlDoc, loc: tuple[Any, ...], root: Path) -> ModelConfig:
+    """One model entry checked against its adapter: options, and the path or URL it needs."""
+    spec = adapters.get(m.adapter, file=str(doc.path), line=doc.line_of((*loc, "adapter")),
+                        field=".".join((*map(str, loc), "adapter")))
+    try:
+        options = spec.options.model_validate(m.options)
+    except ValidationError as exc:
+        raise pydantic_error(doc, exc, prefix=(*loc, "options")) from None
+    model_path = None
+    if spec.needs == "path":
+        if not m.path:
+            raise TollgateInputError(f"adapter '{m.adapter}' needs a 'path' to a model directory.",
+                                     file=doc.path, line=doc.line_of(loc), field=".".join((*map(str, loc), "path")))
+        model_path = _resolve(root, m.path, doc, (*loc, "path"))
+    elif spec.needs == "url" and not m.url:
+        raise TollgateInputError(f"adapter '{m.adapter}' needs a 'url' (an OpenAI-compatible endpoint).",
+                                 file=doc.path, line=doc.line_of(loc), field=".".join((*map(str, loc), "url")))
+    g = m.generation
+    return ModelConfig(name=name, adapter=m.adapter, options=options, path=model_path, url=m.url, role=m.role,
+                       version=m.version, root=root,
+                       generation=GenerationSettings(g.max_new_tokens, g.temperature, g.top_p, tuple(g.stop), g.seed))
 
 
 def _resolve(root: Path, text: str, doc: YamlDoc, loc: tuple[Any, ...]) -> Path:

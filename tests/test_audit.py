@@ -227,6 +227,9 @@ def _steps(root: Path) -> list[tuple[tuple[str, ...], list[str], set[int]]]:
         (("suite", "lint"), ["suite", "lint", "heldout"], {0, 1}),
         (("suite", "new"), ["suite", "new", "scratch"], {0}),
         (("dashboard", "hash-token"), ["dashboard", "hash-token", "--token", "s3cret"], {0}),
+        (("sweep", "list"), ["sweep", "list"], {0}),
+        (("sweep", "report"), ["sweep", "report", "no-such-study"], {2}),
+        (("sweep", "select"), ["sweep", "select", "no-such-study", "--as", "chosen"], {2}),
     ]
 
 
@@ -236,6 +239,7 @@ RUN_BELOW = {  # the command paths _steps runs (checked against the parser above
     ("rollout", "rollback"), ("rollout", "history"), ("traffic", "ingest"), ("feedback", "ingest"),
     ("shadow", "replay"), ("shadow", "report"), ("beta", "report"), ("monitor",), ("suite", "new"),
     ("suite", "perturbations"), ("suite", "perturb"), ("suite", "lint"), ("dashboard", "hash-token"),
+    ("sweep", "list"), ("sweep", "report"), ("sweep", "select"),
 }
 
 

@@ -482,7 +482,7 @@ def _text(at) -> str:
     return "\n".join(str(p) for p in parts)
 
 
-PAGES = ("release", "failures", "overfitting", "beta", "runs")
+PAGES = ("release", "failures", "overfitting", "beta", "sweeps", "runs")
 
 
 @pytest.mark.parametrize("page", PAGES)
