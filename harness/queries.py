@@ -183,14 +183,16 @@ def pass_rates(con: Any, models: list[str] | None = None, *, by: str = "suite", 
     """Pass rate (every check passed; an error counts as a failure) per model and suite, and per slice:
     ``by`` is ``suite`` (one row per suite), ``tag`` (one per example tag, ``source:``/``perturbation:``
     tags left out) or ``perturbation`` (one per rewrite; ``(source)`` for untouched examples).
-    Rows: model, suite, kind, slice, passed, n, rate, low, high (95% Wilson)."""
+    Rows: model, suite, kind, slice, passed, n, rate, low, high (95% Wilson). An example of a repeated run
+    counts by the share of its repeats that passed (so ``passed`` may be fractional; Wilson on it is
+    conservative, as a mean of repeats varies less than one answer)."""
     if by not in ("suite", "tag", "perturbation"):
         raise ValueError(f"by must be suite, tag or perturbation, not {by!r}")
     cte, params = _latest_cte(models, suites, stage)
-    ok = "(r.error IS NULL AND coalesce(r.passed, FALSE))"
+    ok = "(CASE WHEN r.error IS NULL THEN coalesce(r.pass_rate, r.passed::DOUBLE, 0.0) ELSE 0.0 END)"
     if by == "suite":
-        body = f"""SELECT l.model, l.suite, l.suite_kind AS kind, '(all)' AS slice, count(*) FILTER (WHERE {ok}) AS
-                          passed, count(*) AS n
+        body = f"""SELECT l.model, l.suite, l.suite_kind AS kind, '(all)' AS slice, sum({ok}) AS passed,
+                          count(*) AS n
                    FROM results r JOIN latest l USING (run_id) GROUP BY ALL"""
     else:
         # every example once per slice: its tags (or its rewrite), else a catch-all slice; no lambdas, so
@@ -209,7 +211,7 @@ def pass_rates(con: Any, models: list[str] | None = None, *, by: str = "suite", 
                 SELECT *, count(*) OVER (PARTITION BY model, suite, example_id) AS k FROM ex
                 WHERE t = '{none}' OR ({keep}))
             SELECT model, suite, kind, CASE WHEN t = '{none}' THEN t ELSE {label} END AS slice,
-                   count(*) FILTER (WHERE ok) AS passed, count(*) AS n
+                   sum(ok) AS passed, count(*) AS n
             FROM kept WHERE t <> '{none}' OR k = 1 GROUP BY ALL"""
     low, high = wilson_sql("passed", "n")
     sql = f"""WITH {cte}, agg AS ({body})
@@ -297,7 +299,8 @@ def gap_chart(con: Any, models: list[str] | None = None, metric: str = "pass") -
             SELECT l.run_id, ? AS metric, s.value FROM scores s JOIN latest l USING (run_id)
             WHERE s.metric = ? AND ? <> 'pass' AND s.value IS NOT NULL
             UNION ALL
-            SELECT l.run_id, 'pass', CASE WHEN r.error IS NULL THEN coalesce(r.passed, FALSE)::DOUBLE ELSE 0.0 END
+            SELECT l.run_id, 'pass',
+                   CASE WHEN r.error IS NULL THEN coalesce(r.pass_rate, r.passed::DOUBLE, 0.0) ELSE 0.0 END
             FROM results r JOIN latest l USING (run_id)),
         agg AS (
             SELECT run_id, metric, avg(value) AS value, coalesce(stddev_samp(value), 0) AS sd, count(*) AS n,

@@ -110,6 +110,13 @@ def test_each_example_is_answered_k_times_with_distinct_recorded_seeds_and_known
     by = {r["metric"]: r for r in rows}
     assert by["pass"]["n"] == 4 and by["pass"]["value"] == pytest.approx(0.5)  # 4 examples, not 12 answers
     assert (by["pass@3"]["value"], by["pass^3"]["value"], by["flaky"]["value"]) == (0.75, 0.25, 0.5)
+    # the dashboard's pass-rate chart counts each example by the share of its repeats that passed
+    from harness import queries
+    from harness.store import Store
+
+    with Store(root / STORE).read() as con:
+        (rate,) = queries.pass_rates(con, ["sampler"])
+    assert rate["n"] == 4 and rate["rate"] == pytest.approx(0.5) and rate["low"] < 0.5 < rate["high"]
 
 
 def test_every_answer_is_cached_on_its_own_and_more_repeats_compute_only_the_new_ones(sampling_project, capsys):
