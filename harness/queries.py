@@ -87,28 +87,27 @@ def store_status(store: Any) -> StoreStatus:
         return status
     import duckdb
 
-    con = store._connect(read_only=True)
-    try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
-                                            "WHERE table_schema = 'main'").fetchall()}
-        if "schema_version" in tables:
-            status.schema_version = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
-        if getattr(store, "traffic_parquet", None) and "traffic" in tables:  # traffic kept as Parquet: count it too
-            from harness import store as st
-            from harness import traffic_parquet as tp
-            from harness.errors import TollgateInputError
+    with store.connection(read_only=True) as con:
+        try:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables "
+                                                "WHERE table_schema = 'main'").fetchall()}
+            if "schema_version" in tables:
+                status.schema_version = con.execute(
+                    "SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+            if getattr(store, "traffic_parquet", None) and "traffic" in tables:  # traffic kept as Parquet: count it too
+                from harness import store as st
+                from harness import traffic_parquet as tp
+                from harness.errors import TollgateInputError
 
-            try:
-                tp.create_view(con, store.traffic_parquet, st.traffic_table(con))
-            except TollgateInputError as exc:  # an s3:// root without DuckDB's httpfs extension
-                status.problem = str(exc)
-        for name in ("runs", "decisions", "traffic", "feedback", "stage_events"):
-            if name in tables:
-                status.counts[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
-    except duckdb.Error as exc:
-        status.problem = str(exc).splitlines()[0]
-    finally:
-        con.close()
+                try:
+                    tp.create_view(con, store.traffic_parquet, st.traffic_table(con))
+                except TollgateInputError as exc:  # an s3:// root without DuckDB's httpfs extension
+                    status.problem = str(exc)
+            for name in ("runs", "decisions", "traffic", "feedback", "stage_events"):
+                if name in tables:
+                    status.counts[name] = con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
+        except duckdb.Error as exc:
+            status.problem = str(exc).splitlines()[0]
     if status.schema_version > status.expected_version:
         status.problem = (f"the store has schema version {status.schema_version}, newer than this Tollgate reads "
                           f"({status.expected_version}); upgrade Tollgate.")

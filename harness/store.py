@@ -16,6 +16,7 @@ import os
 import random
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,6 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import StoreBusyError, TollgateInputError
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: DuckDB's own file lock only
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_MARKERS = ("Could not set lock", "Conflicting lock", "database is locked", "lock on file",
                 "different configuration")
@@ -185,6 +191,85 @@ class Store:
         _PARQUET_CONNECTIONS[id(con)] = self.traffic_parquet
 
     # -- connections ---------------------------------------------------------------------------
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    @contextlib.contextmanager
+    def _locked(self, exclusive: bool) -> Iterator[None]:
+        """Hold the store's sidecar lock (``<store>.lock``): shared to read, exclusive to write.
+
+        DuckDB reads the file's headers before it takes its own lock on the file, and does not read
+        them again once it has the lock. A process that opens the store while another one commits
+        and checkpoints therefore works from the headers of before that commit; if it writes, its
+        own checkpoint puts the older state back and the other process's committed rows are gone
+        (a reader gets "Could not read enough bytes" or an old snapshot). So every open of the file,
+        and the close that checkpoints, happens under this lock: no process reads the headers while
+        another writes them. A thread that already holds the lock (exclusive, or shared for a
+        read) takes it again at no cost, so nested blocks that DuckDB allows still work.
+        """
+        held: dict[str, list[Any]] | None = getattr(_HELD, "locks", None)
+        if held is None:
+            held = _HELD.locks = {}
+        key = str(self.lock_path)
+        mine = held.get(key)
+        if mine is not None and (mine[0] or not exclusive):
+            mine[1] += 1
+            try:
+                yield
+            finally:
+                mine[1] -= 1
+            return
+        fd = self._open_lock_file()
+        if fd is None:  # a read-only folder without a lock file: nobody can write here anyway
+            yield
+            return
+        try:
+            deadline = time.monotonic() + self.busy_timeout_s
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreBusyError(
+                            f"the store {self.path} stayed locked by another process for "
+                            f"{self.busy_timeout_s:.0f} s") from None
+                    time.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, 0.05)
+            held[key] = [exclusive, 1]
+            try:
+                yield
+            finally:
+                del held[key]
+                fcntl.flock(fd, fcntl.LOCK_UN)  # also for a copy of the fd a fork may hold
+        finally:
+            os.close(fd)
+
+    def _open_lock_file(self) -> int | None:
+        if fcntl is None:
+            return None
+        try:
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno not in STORAGE_ERRNOS:
+                raise
+        try:  # a folder we may not write to: an existing lock file still locks (flock needs no write access)
+            return os.open(self.lock_path, os.O_RDONLY)
+        except OSError:
+            return None
+
+    @contextlib.contextmanager
+    def connection(self, read_only: bool) -> Iterator[Any]:
+        """A plain connection to the store, opened and closed (and so checkpointed) under its lock."""
+        with self._locked(exclusive=not read_only):
+            con = self._connect(read_only)
+            try:
+                yield con
+            finally:
+                con.close()
+
     def _connect(self, read_only: bool) -> Any:
         import duckdb
 
@@ -196,11 +281,12 @@ class Store:
         from a scratch database (an ingest validated in memory) in one transaction."""
         if not self._migrated:
             self.migrate()
-        self._retry(lambda: con.execute(f"ATTACH ? AS {alias}", [str(self.path)]))
-        try:
-            yield
-        finally:
-            con.execute(f"DETACH {alias}")
+        with self._locked(exclusive=True):
+            self._retry(lambda: con.execute(f"ATTACH ? AS {alias}", [str(self.path)]))
+            try:
+                yield
+            finally:
+                con.execute(f"DETACH {alias}")
 
     def _retry(self, open_: Any) -> Any:
         """Open the file, waiting with backoff while another process holds its lock."""
@@ -227,45 +313,42 @@ class Store:
         """One transaction: committed whole when the block ends, rolled back on any exception."""
         if not self._migrated:
             self.migrate()
-        con = self._connect(read_only=False)
-        self._traffic_view(con)
-        try:
-            con.begin()
+        with self.connection(read_only=False) as con:
+            self._traffic_view(con)
             try:
-                yield con
-            except BaseException:
-                con.rollback()
-                raise
-            con.commit()
-        finally:
-            _PARQUET_CONNECTIONS.pop(id(con), None)
-            con.close()
+                con.begin()
+                try:
+                    yield con
+                except BaseException:
+                    con.rollback()
+                    raise
+                con.commit()
+            finally:
+                _PARQUET_CONNECTIONS.pop(id(con), None)
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Any]:
         if not self.path.exists():
             raise TollgateInputError("no store yet: nothing has been run in this project.", file=self.path,
                                      hint="Run 'tollgate run --model NAME' first.")
-        con = self._connect(read_only=True)
         if not self._migrated:
             # Readers need no write access; only a store older than this code is upgraded first.
-            if _version(con) < SCHEMA_VERSION:
-                con.close()
+            with self.connection(read_only=True) as con:
+                outdated = _version(con) < SCHEMA_VERSION
+            if outdated:
                 self.migrate()
-                con = self._connect(read_only=True)
             self._migrated = True
-        self._traffic_view(con)
-        try:
-            yield con
-        finally:
-            _PARQUET_CONNECTIONS.pop(id(con), None)
-            con.close()
+        with self.connection(read_only=True) as con:
+            self._traffic_view(con)
+            try:
+                yield con
+            finally:
+                _PARQUET_CONNECTIONS.pop(id(con), None)
 
     def migrate(self) -> int:
         """Create or upgrade the schema in one transaction; returns the version now in force."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = self._connect(read_only=False)
-        try:
+        with self.connection(read_only=False) as con:
             con.begin()
             con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, "
                         "applied_at TIMESTAMP NOT NULL)")
@@ -279,11 +362,12 @@ class Store:
                 con.execute(MIGRATIONS[version - 1])
                 con.execute("INSERT INTO schema_version VALUES (?, ?)", [version, utcnow()])
             con.commit()
-        finally:
-            con.close()
         self._migrated = True
         return SCHEMA_VERSION
 
+
+# per thread: lock file path -> [exclusive, depth] of the store locks this thread holds
+_HELD = threading.local()
 
 # id(connection) -> Parquet traffic root, for the connections Store opened in Parquet mode
 _PARQUET_CONNECTIONS: dict[int, str] = {}
@@ -357,7 +441,7 @@ def finish_run(con: Any, run_id: str, status: str, duration_s: float | None) -> 
     if status == "completed":
         done = con.execute("SELECT count(*) FROM results WHERE run_id = ?", [run_id]).fetchone()[0]
         row = con.execute("SELECT n_examples FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if row is None:  # seen once in ~40 heavily loaded concurrency runs: say so plainly (docs/reliability.md)
+        if row is None:  # DuckDB lost it before Store took the sidecar lock (docs/reliability.md): never silent
             raise RuntimeError(f"the store no longer holds run {run_id}, which this process started and "
                                f"committed: a committed write was lost")
         status = "completed" if done == row[0] else "failed"
