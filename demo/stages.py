@@ -23,7 +23,11 @@ MODELS = {  # name -> (role, training data file, what it is)
     "production": ("production", "data/train.jsonl", "last quarter's fine-tune: the same recipe, stopped early"),
     "candidate": ("candidate", "data/train.jsonl", "this quarter's fine-tune, best checkpoint on validation"),
     "overfit": ("other", "data/overfit_train.jsonl", "a fine-tune trained for many epochs on 200 examples"),
+    "small": ("other", "data/train.jsonl", "a quarter-size model trained on the same data: the cheap option"),
 }
+# What serving costs: every demo model runs on the same CPU machine, so its price per request comes
+# from its measured throughput (`tollgate compare --cost`); the figure is illustrative, the ratio is not.
+PRICE_PER_HOUR = 0.40
 GATE_POLICY = """\
 # The release policy: what a candidate must show before it may replace production.
 gate:
@@ -105,7 +109,8 @@ def write_project(root: Path) -> None:
         lines += [f"  {name}:  # {what}", "    adapter: hf-causal", f"    path: models/{name}", f"    role: {role}"]
         if training:
             lines.append(f"    training_data: {training}")
-        lines += ["    generation: {max_new_tokens: 96, temperature: 0}", "    options: {batch_size: 32}"]
+        lines += ["    generation: {max_new_tokens: 96, temperature: 0}", "    options: {batch_size: 32}",
+                  f"    cost: {{per_hour: {PRICE_PER_HOUR}}}"]
     lines += ["suites:", "  - suites/*", ""]
     (root / "tollgate.yaml").write_text("\n".join(lines) + GATE_POLICY, encoding="utf-8")
 
@@ -116,12 +121,14 @@ def install_models(root: Path, rebuild: bool, scale: float, data: DemoData) -> f
     t0 = time.perf_counter()
     target = root / "models"
     if rebuild:
-        from demo.train import build_models
+        from demo.train import SmallRecipe, build_models, build_small
 
         recipe = Recipe() if scale == 1.0 else Recipe().scaled(scale)
-        say(f"Training four models from scratch (recipe scale {scale}); at full scale this takes ~25 minutes.")
+        say(f"Training five models from scratch (recipe scale {scale}); at full scale this takes ~25 minutes.")
         shutil.rmtree(target, ignore_errors=True)
         build_models(data.train, data.validation, data.train_sample[: recipe.overfit_examples], target, recipe)
+        build_small(data.train, target / "base", target / "small", SmallRecipe() if scale == 1.0
+                    else SmallRecipe(steps=max(2, int(SmallRecipe().steps * scale))))
     elif not all((target / m / "model.safetensors").exists() for m in MODELS):
         if not all((WEIGHTS / m / "model.safetensors").exists() for m in MODELS):
             from harness.errors import TollgateInputError
@@ -308,7 +315,7 @@ def rollout_stage(root: Path, seed: int, show_progress: bool = True, scale: int 
 
 
 def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_progress: bool = True,
-             seed: int = 7, small: bool = False) -> list[Any]:
+             seed: int = 7, small: bool = False, sweep: bool = False) -> list[Any]:
     """All stages; returns the stored result rows (the printed table is made from them)."""
     from rich.console import Console
 
@@ -328,7 +335,7 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     copy_general_suites(root)
     write_project(root)
     spent = install_models(root, rebuild, scale, data)
-    say(f"[2/5] models: base, production, candidate, overfit ready in {spent:.0f} s")
+    say(f"[2/5] models: {', '.join(MODELS)} ready in {spent:.0f} s")
     say("[3/5] evaluating every model on every suite (cached results are reused)")
     rows = evaluate(root, show_progress)
     Console(width=110).print(results_table(rows))
@@ -337,6 +344,18 @@ def run_demo(directory: Path, rebuild: bool = False, scale: float = 1.0, show_pr
     say("[4/5] the gate: may the candidate replace production? And the overfit model?")
     for model, verdict in gates(root):
         say(f"  gate {model} --against production: {verdict.upper()}")
+    if sweep:
+        from demo.sweep import STUDY, run_sweep
+
+        say("  choosing a fine-tune by an Optuna study over learning rate and batch size, Tollgate as its objective "
+            "(validation suite, scored in slices so the pruner can stop a trial early)")
+        run_sweep(root, data.train, show_progress=show_progress, seed=seed)
+        tollgate(root, "sweep", "report", STUDY)
+        tollgate(root, "sweep", "select", STUDY, "--as", "swept", "--no-progress")
+    say("  accuracy against cost (every model priced the same per hour of this machine; the frontier is what "
+        "no other model beats on both):")
+    tollgate(root, "compare", "--cost", "candidate", "production", "small", *(["swept"] if sweep else []),
+             "--metric", "json_fields")
     say("[5/5] real traffic: shadow, beta, promotion and monitoring (three simulated weeks)")
     codes = rollout_stage(root, seed, show_progress, scale=10 if small else 1)
     for step, code in codes.items():

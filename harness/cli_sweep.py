@@ -97,8 +97,8 @@ def cmd_sweep_report(args: argparse.Namespace) -> int:
     _console().print(t)
     n_done = sum(r["state"] == "COMPLETE" for r in trials)
     if rep["best"] is not None and n_done > 1:
-        print(f"The best of {n_done} completed trials: its {info['metric']} on '{info['suite']}' is optimistic "
-              f"(chosen for being highest); its held-out score after `tollgate sweep select` is the honest one.")
+        print(f"The best of {_tried(trials)}: its {info['metric']} on '{info['suite']}' is optimistic (chosen for "
+              f"being highest); its held-out score after `tollgate sweep select` is the honest one.")
     for sel in rep["selected"]:
         held = "; ".join(f"{h['suite']} {_num(h['value'])} [{_num(h['low'])}, {_num(h['high'])}] (n={h['n']})"
                          for h in sel["heldout"]) or "not run yet"
@@ -136,6 +136,7 @@ def cmd_sweep_select(args: argparse.Namespace) -> int:
                              "validation": {"suite": info["suite"], "metric": info["metric"], "value": chosen["value"],
                                             "low": chosen["low"], "high": chosen["high"], "n": chosen["n"]},
                              "completed_trials": n_done,
+                             "pruned_trials": sum(t["state"] == "PRUNED" for t in trials),
                              "selected_at": datetime.now(UTC).isoformat(timespec="seconds")},
            "model": entry}
     path = project.root / REGISTERED_DIR / f"{_file_name(name)}.yaml"
@@ -167,7 +168,7 @@ def cmd_sweep_select(args: argparse.Namespace) -> int:
     rep = study_report(store, project, args.study)
     sel = next(s for s in rep["selected"] if s["model"] == name)
     print(f"{info['metric']} of trial {chosen['trial']} on validation '{info['suite']}': {_num(chosen['value'])} "
-          f"[{_num(chosen['low'])}, {_num(chosen['high'])}], the best of {n_done} trials, so optimistic "
+          f"[{_num(chosen['low'])}, {_num(chosen['high'])}], the best of {_tried(trials)}, so optimistic "
           f"(the winner's curse)")
     for h in sel["heldout"]:
         print(f"{info['metric']} on held-out '{h['suite']}': {_num(h['value'])} [{_num(h['low'])}, {_num(h['high'])}]"
@@ -200,6 +201,13 @@ def _file_name(name: str) -> str:
         raise TollgateInputError(f"'{name}' cannot be a model's file name: use letters, digits, '-', '_' or '.'.",
                                  field="--as")
     return name
+
+
+def _tried(trials: list[dict[str, Any]]) -> str:
+    """How many trials the winner was chosen from: pruned ones were compared too, on their slices."""
+    done = sum(t["state"] == "COMPLETE" for t in trials)
+    pruned = sum(t["state"] == "PRUNED" for t in trials)
+    return f"{done} completed trials" + (f" ({done + pruned} judged, {pruned} pruned)" if pruned else "")
 
 
 def _params(params: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from conftest import run_cli
 
 from demo.data import FIELDS, generate
 from demo.stages import MODELS, SUITES, WEIGHTS, write_data, write_project
-from demo.train import Recipe
+from demo.train import Recipe, SmallRecipe
 
 # the session's full demo (tests/conftest.py: full_demo) runs inside the first test that asks for it
 pytestmark = pytest.mark.timeout(1800)
@@ -84,7 +84,8 @@ def test_demo_project_and_suites_validate(tmp_path):
 def test_shipped_weights_were_built_by_the_current_recipe():
     for m in MODELS:
         meta = json.loads((WEIGHTS / m / "build.json").read_text())
-        assert meta["recipe"] == asdict(Recipe()), f"{m}: recipe changed; rebuild with python -m demo.build"
+        recipe = SmallRecipe() if m == "small" else Recipe()
+        assert meta["recipe"] == asdict(recipe), f"{m}: recipe changed; rebuild with python -m demo.build"
         assert (WEIGHTS / m / "model.safetensors").stat().st_size < 4_000_000
 
 
@@ -118,6 +119,14 @@ def test_the_demo_gate_passes_the_candidate_and_fails_the_overfit_model(full_dem
     assert "gate candidate --against production: PASS" in res.stderr
     assert "gate overfit --against production: FAIL" in res.stderr
     assert "no overfitting: gap" in res.stdout and "no overfitting: memorisation" in res.stdout
+
+
+def test_the_demo_puts_accuracy_against_cost_with_a_smaller_model(full_demo):
+    res, by, _ = full_demo
+    assert "tollgate compare --cost candidate production small" in res.stderr
+    assert all(m in res.stdout for m in ("candidate", "production", "small")) and "frontier" in res.stdout.lower()
+    # whether the small model is good enough is measured, not scripted: it has the same runs as the others
+    assert {s for (m, s, _) in by if m == "small"} == {s for (m, s, _) in by if m == "candidate"}
 
 
 def test_the_demo_decisions_recompute_from_their_records(full_demo):

@@ -34,7 +34,7 @@ def demo_project(tmp_path_factory) -> Path:
                     edge_per_kind=1)
     write_data(root, data)
     write_project(root)
-    for name in ("base", "production", "candidate"):
+    for name in ("base", "production", "candidate", "small"):
         shutil.copytree(WEIGHTS / name, root / "models" / name)
     return root
 
@@ -233,3 +233,22 @@ def _sweeps_page() -> None:
     from dashboard.shell import main
 
     main("sweeps")
+
+
+def test_the_sweeps_guide_runs_as_it_says(demo_project: Path, tmp_path: Path, monkeypatch) -> None:
+    """docs/sweeps.md on the small claims project, with 4 training steps a trial instead of 240."""
+    from guides import run_guide, steps
+
+    guide = Path(__file__).resolve().parents[1] / "docs" / "sweeps.md"
+    assert sum(k == "run" for k, _, _ in steps(guide.read_text(encoding="utf-8"))) >= 8
+    monkeypatch.setenv("SWEEP_STEPS", "4")
+    monkeypatch.setenv("SWEEP_TRIALS", "4")
+    work = tmp_path / "guide"
+    out = dict(run_guide(guide, demo_project, work))
+    report = out["tollgate sweep report claims-lr-bs"].stdout
+    assert report.count("complete") + report.count("pruned") + report.count("fail") >= 4
+    assert "winner's curse" in out["tollgate sweep select claims-lr-bs --as swept"].stdout
+    repeated = out["tollgate run --model swept --suite heldout --repeats 5 --temperature 0.7 --no-progress"].stdout
+    assert "pass@5" in repeated and "flaky" in repeated
+    frontier = out["tollgate compare --cost swept production small"].stdout
+    assert all(m in frontier for m in ("swept", "production", "small"))
