@@ -60,8 +60,8 @@ def study_report(store: Any, project: Any, name: str) -> dict[str, Any]:
         info = books.study(con, name)
         trials = books.trials(con, name)
         best = books.best_trial(trials, info["direction"])
-        selected = [{"model": m, **_selected_from(project, m)} for m in project.registered
-                    if _selected_from(project, m).get("study") == name]
+        selected = [{"model": m, **origin} for m in project.registered
+                    if (origin := _selected_from(project, m)).get("study") == name]
         for sel in selected:
             runs = [r for r in st.latest_runs(con, model=sel["model"]) if r["suite_kind"] == "heldout"]
             sel["heldout"] = [{"suite": r.suite, "value": r.estimate.value, "low": r.estimate.low,

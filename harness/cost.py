@@ -22,7 +22,6 @@ here rather than in ``store``: reading these three columns is this module's job.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -31,8 +30,6 @@ from typing import Any
 
 from harness.errors import TollgateInputError
 
-MAX_HEADER = 100_000_000  # the safetensors library's own limit
-
 
 # -- size ---------------------------------------------------------------------------------------------------
 def safetensors_parameters(path: Path) -> int:
@@ -40,27 +37,10 @@ def safetensors_parameters(path: Path) -> int:
 
     Packed quantised weights (an int32 holding eight 4-bit values) count as stored.
     """
+    from harness.adapters.hf_loading import safetensors_tensors
+
     bad = TollgateInputError("is not a valid safetensors file (its header cannot be read).", file=path)
-    try:
-        with Path(path).open("rb") as f:
-            head = f.read(8)
-            n = int.from_bytes(head, "little") if len(head) == 8 else -1
-            if not 0 < n <= min(MAX_HEADER, Path(path).stat().st_size - 8):
-                raise bad
-            header = json.loads(f.read(n))
-    except (ValueError, RecursionError, UnicodeDecodeError):
-        raise bad from None
-    if not isinstance(header, dict):
-        raise bad
-    total = 0
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        shape = t.get("shape") if isinstance(t, dict) else None
-        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
-            raise bad
-        total += math.prod(shape)
-    return total
+    return sum(math.prod(shape) for shape, _ in safetensors_tensors(Path(path), bad))
 
 
 def folder_bytes(path: Path) -> int:

@@ -144,11 +144,9 @@ def config_params(conf: dict[str, Any], depth: int = 0) -> int:
     return vocab * h + layers * 2 * h * h + labels * h + nested
 
 
-def _safetensors_capacity(cfg: ModelConfig, path: Path) -> int:
-    """The most parameters a safetensors file can hold, from its header alone (integer tensors count
-    as packed 4-bit values: a quantised int32 holds eight)."""
-    bad = TollgateInputError("is not a valid safetensors file (its header cannot be read).", file=path,
-                             field=_field(cfg))
+def safetensors_tensors(path: Path, bad: TollgateInputError) -> list[tuple[list[int], str]]:
+    """(shape, dtype) of every tensor in a ``.safetensors`` file, read from its header alone (no
+    weights, no torch); ``bad`` is raised for anything that is not a well-formed header."""
     try:
         with path.open("rb") as f:
             head = f.read(8)
@@ -156,11 +154,11 @@ def _safetensors_capacity(cfg: ModelConfig, path: Path) -> int:
             if not 0 < n <= min(MAX_SAFETENSORS_HEADER, path.stat().st_size - 8):
                 raise bad
             header = json.loads(f.read(n))
-    except (ValueError, RecursionError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise bad from None
     if not isinstance(header, dict):
         raise bad
-    total = 0
+    tensors = []
     for name, t in header.items():
         if name == "__metadata__":
             continue
@@ -168,6 +166,17 @@ def _safetensors_capacity(cfg: ModelConfig, path: Path) -> int:
         if not (isinstance(shape, list) and isinstance(dtype, str)
                 and all(isinstance(d, int) and d >= 0 for d in shape)):
             raise bad
+        tensors.append((shape, dtype))
+    return tensors
+
+
+def _safetensors_capacity(cfg: ModelConfig, path: Path) -> int:
+    """The most parameters a safetensors file can hold, from its header alone (integer tensors count
+    as packed 4-bit values: a quantised int32 holds eight)."""
+    bad = TollgateInputError("is not a valid safetensors file (its header cannot be read).", file=path,
+                             field=_field(cfg))
+    total = 0
+    for shape, dtype in safetensors_tensors(path, bad):
         numel = 1
         for d in shape:
             numel *= d
